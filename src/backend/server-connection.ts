@@ -1,0 +1,420 @@
+// One connection from the gateway to one PostgreSQL node: TLS, startup, login, status tracking, internal queries, cancel.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import fs from 'node:fs';
+import { Framer } from '../protocol/framer.js';
+import { MessageQueue } from '../protocol/message-queue.js';
+import * as m from '../protocol/messages.js';
+import { PgError, SQLSTATE } from '../protocol/errors.js';
+import { md5Response } from '../auth/md5.js';
+import { ScramClientSession, type ScramClientCredentials } from '../auth/scram.js';
+import type { ServerTlsConfig } from '../config/types.js';
+
+export interface ServerEndpoint {
+  name: string;
+  host: string;
+  port: number;
+}
+
+/** What the gateway can prove to a server for a user: a password, an md5 hash, a recovered SCRAM ClientKey, or nothing. */
+export type ServerCredentials = { password: string } | { md5Hash: string } | ScramClientCredentials | null;
+
+export interface ServerConnectOptions {
+  endpoint: ServerEndpoint;
+  user: string;
+  database: string;
+  credentials: ServerCredentials;
+  tls: ServerTlsConfig;
+  connectTimeoutMs: number;
+  maxMessageBytes: number;
+  /** Extra startup parameters (application_name, ...). */
+  params?: Record<string, string>;
+}
+
+/** Receives a leased connection's traffic. msgs tile chunk exactly when whole is true. */
+export interface ServerSink {
+  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): void;
+  onServerClose(err: Error | undefined): void;
+}
+
+export interface QueryResult {
+  rows: (string | null)[][];
+  /** Set when the server answered with an ErrorResponse. */
+  error?: PgError;
+}
+
+interface PendingQuery {
+  rows: (string | null)[][];
+  error?: PgError;
+  resolve: (r: QueryResult) => void;
+  reject: (e: Error) => void;
+}
+
+let nextId = 1;
+
+/** Build a PgError from a server's ErrorResponse, keeping its SQLSTATE and wording. */
+export function serverError(msg: Buffer): PgError {
+  const f = m.readErrorFields(msg);
+  const sev = f.get('V') ?? f.get('S') ?? 'ERROR';
+  return new PgError(f.get('C') ?? SQLSTATE.INTERNAL_ERROR, f.get('M') ?? 'unknown server error', {
+    severity: sev === 'FATAL' || sev === 'PANIC' ? 'FATAL' : 'ERROR',
+    detail: f.get('D'),
+    hint: f.get('H'),
+  });
+}
+
+export class ServerConnection {
+  readonly id = nextId++;
+  readonly endpoint: ServerEndpoint;
+  readonly user: string;
+  readonly database: string;
+  /** ParameterStatus values as the server last reported them. */
+  readonly params = new Map<string, string>();
+  pid = 0;
+  secret = 0;
+  txStatus: m.TxStatus = 'I';
+  /** ReadyForQuery messages received since login: a holder compares it with the Syncs it sent. */
+  readyCount = 0;
+  readonly createdAt = Date.now();
+  lastUsedAt = Date.now();
+  closed = false;
+  tls = false;
+
+  private socket: net.Socket;
+  private readonly framer: Framer;
+  private sink: ServerSink | undefined;
+  private pending: PendingQuery[] = [];
+  private closeListeners: ((err: Error | undefined) => void)[] = [];
+
+  private constructor(socket: net.Socket, opts: ServerConnectOptions) {
+    this.socket = socket;
+    this.endpoint = opts.endpoint;
+    this.user = opts.user;
+    this.database = opts.database;
+    this.framer = new Framer(opts.maxMessageBytes);
+  }
+
+  /** Connect, negotiate TLS, log in, and wait for the first ReadyForQuery. Throws PgError. */
+  static async connect(opts: ServerConnectOptions): Promise<ServerConnection> {
+    const { host, port, name } = opts.endpoint;
+    const where = `server "${name}" at ${host}:${port}`;
+    let socket: net.Socket | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise<ServerConnection>((resolve, reject) => {
+        timer = setTimeout(() => {
+          reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `timed out after ${opts.connectTimeoutMs} ms connecting to ${where}`));
+          socket?.destroy();
+        }, opts.connectTimeoutMs);
+        socket = net.connect({ host, port });
+        socket.setNoDelay(true);
+        socket.once('error', (e) => reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `could not connect to ${where}: ${e.message}`)));
+        socket.once('connect', () => {
+          ServerConnection.handshake(socket!, opts, where).then(resolve, reject);
+        });
+      });
+    } catch (e) {
+      socket?.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private static async handshake(raw: net.Socket, opts: ServerConnectOptions, where: string): Promise<ServerConnection> {
+    let socket: net.Socket = raw;
+    let usingTls = false;
+    if (opts.tls.mode !== 'disable') {
+      raw.write(m.sslRequest());
+      const answer = await readOneByte(raw);
+      if (answer === 'S') {
+        socket = await upgradeToTls(raw, opts);
+        usingTls = true;
+      } else if (answer === 'N') {
+        if (opts.tls.mode !== 'prefer') {
+          throw new PgError(SQLSTATE.CONNECTION_FAILURE, `${where} does not support TLS but server_tls.mode is ${opts.tls.mode}`);
+        }
+      } else {
+        throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} answered the SSL request with an unexpected byte`);
+      }
+    }
+    const conn = new ServerConnection(socket, opts);
+    conn.tls = usingTls;
+    await conn.startup(opts, where);
+    return conn;
+  }
+
+  /** Startup and login: read messages one at a time until the first ReadyForQuery. */
+  private async startup(opts: ServerConnectOptions, where: string): Promise<void> {
+    const queue = new MessageQueue();
+    const onData = (chunk: Buffer) => {
+      try {
+        for (const msg of this.framer.push(chunk)) queue.push(msg);
+      } catch (e) {
+        queue.fail(e as Error);
+      }
+    };
+    const onEnd = () => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where} closed the connection during login`));
+    const onError = (e: Error) => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where}: ${e.message}`));
+    this.socket.on('data', onData);
+    this.socket.on('end', onEnd);
+    this.socket.on('error', onError);
+    this.socket.resume(); // the SSL answer was read in paused mode
+
+    const params: Record<string, string> = { user: opts.user, database: opts.database, ...opts.params };
+    this.socket.write(m.startupMessage(params));
+    let scram: ScramClientSession | undefined;
+    const creds = opts.credentials;
+    const noCreds = () =>
+      new PgError(SQLSTATE.INVALID_PASSWORD, `the gateway holds no credentials to log in to ${where} as user "${opts.user}"`, {
+        hint: 'give the user a password in auth.users, or log in once with SCRAM so the gateway learns its ClientKey',
+      });
+    try {
+      for (;;) {
+        const msg = await queue.next();
+        const type = String.fromCharCode(msg[0]!);
+        if (type === 'R') {
+          const { code, data } = m.readAuthentication(msg);
+          if (code === 0) continue;
+          if (code === 3) {
+            if (!creds || !('password' in creds)) throw noCreds();
+            this.socket.write(m.passwordMessage(creds.password));
+          } else if (code === 5) {
+            if (!creds) throw noCreds();
+            if ('password' in creds) this.socket.write(m.passwordMessage(md5Response({ password: creds.password }, opts.user, data)));
+            else if ('md5Hash' in creds) this.socket.write(m.passwordMessage(md5Response({ hash: creds.md5Hash }, opts.user, data)));
+            else throw noCreds();
+          } else if (code === 10) {
+            const mechs = data.toString('utf8').split('\0').filter(Boolean);
+            if (!mechs.includes('SCRAM-SHA-256')) {
+              throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, `${where} offers no SASL mechanism the gateway supports (${mechs.join(', ')})`);
+            }
+            if (!creds || 'md5Hash' in creds) throw noCreds();
+            scram = new ScramClientSession(creds);
+            this.socket.write(m.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
+          } else if (code === 11) {
+            if (!scram) throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} sent SASLContinue out of order`);
+            this.socket.write(m.saslResponse(scram.handleServerFirst(data)));
+          } else if (code === 12) {
+            if (!scram) throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} sent SASLFinal out of order`);
+            scram.verifyServerFinal(data);
+          } else {
+            throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, `${where} asks for authentication method ${code}, which the gateway does not support`);
+          }
+        } else if (type === 'S') {
+          const [k, v] = m.readParameterStatus(msg);
+          this.params.set(k, v);
+        } else if (type === 'K') {
+          const k = m.readBackendKeyData(msg);
+          this.pid = k.pid;
+          this.secret = k.secret;
+        } else if (type === 'Z') {
+          this.txStatus = m.readReadyForQuery(msg);
+          break;
+        } else if (type === 'E') {
+          throw serverError(msg);
+        }
+        // NoticeResponse and NegotiateProtocolVersion during startup need no answer.
+      }
+    } catch (e) {
+      this.socket.destroy();
+      throw e instanceof PgError ? e : new PgError(SQLSTATE.CONNECTION_FAILURE, `login to ${where} failed: ${(e as Error).message}`);
+    } finally {
+      this.socket.off('data', onData);
+      this.socket.off('end', onEnd);
+      this.socket.off('error', onError);
+    }
+    if (queue.takeAll().length) throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} sent data after ReadyForQuery during login`);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('close', () => this.onClosed(undefined));
+    this.socket.on('error', (e) => this.onClosed(e));
+  }
+
+  private onData(chunk: Buffer): void {
+    let msgs: Buffer[];
+    try {
+      msgs = this.framer.push(chunk);
+    } catch (e) {
+      this.destroy(e as Error);
+      return;
+    }
+    for (const msg of msgs) {
+      const t = msg[0];
+      if (t === 0x5a /* Z */) {
+        this.txStatus = m.readReadyForQuery(msg);
+        this.readyCount++;
+      } else if (t === 0x53 /* S */) {
+        const [k, v] = m.readParameterStatus(msg);
+        this.params.set(k, v);
+      }
+    }
+    if (this.pending.length > 0) this.onInternal(msgs);
+    else if (this.sink) this.sink.onServerMessages(msgs, chunk, this.framer.whole);
+    else this.onIdleMessages(msgs);
+  }
+
+  /** Messages while nobody holds the connection: only a FATAL error matters (the server is going away). */
+  private onIdleMessages(msgs: Buffer[]): void {
+    for (const msg of msgs) {
+      if (msg[0] === 0x45 /* E */) this.destroy(serverError(msg));
+    }
+  }
+
+  private onInternal(msgs: Buffer[]): void {
+    for (const msg of msgs) {
+      const q = this.pending[0];
+      if (!q) return;
+      const t = msg[0];
+      if (t === 0x44 /* D */) q.rows.push(m.readDataRow(msg));
+      else if (t === 0x45 /* E */) q.error = serverError(msg);
+      else if (t === 0x5a /* Z */) {
+        this.pending.shift();
+        q.resolve({ rows: q.rows, error: q.error });
+      }
+    }
+  }
+
+  private onClosed(err: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    const e = err ?? new PgError(SQLSTATE.CONNECTION_FAILURE, `server "${this.endpoint.name}" closed the connection`);
+    for (const q of this.pending.splice(0)) q.reject(e);
+    const sink = this.sink;
+    this.sink = undefined;
+    sink?.onServerClose(err);
+    for (const l of this.closeListeners.splice(0)) l(err);
+  }
+
+  /** Called once when the connection closes for any reason. */
+  onClose(listener: (err: Error | undefined) => void): void {
+    if (this.closed) listener(undefined);
+    else this.closeListeners.push(listener);
+  }
+
+  attach(sink: ServerSink): void {
+    this.sink = sink;
+    this.lastUsedAt = Date.now();
+  }
+
+  detach(): void {
+    this.sink = undefined;
+    this.lastUsedAt = Date.now();
+    this.socket.resume();
+  }
+
+  /** Write bytes; false when the socket's buffer is full (wait for drain). */
+  write(buf: Buffer): boolean {
+    return this.socket.write(buf);
+  }
+
+  onDrain(fn: () => void): void {
+    this.socket.once('drain', fn);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  get writableNeedDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  /** Run one simple query on a connection nobody else is using; resolves at its ReadyForQuery. */
+  query(sql: string): Promise<QueryResult> {
+    return this.internal(m.query(sql));
+  }
+
+  /** Run one extended-protocol query with text parameters. */
+  queryParams(sql: string, params: (string | null)[]): Promise<QueryResult> {
+    return this.internal(m.extendedQuery(sql, params));
+  }
+
+  private internal(bytes: Buffer): Promise<QueryResult> {
+    if (this.closed) return Promise.reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `server "${this.endpoint.name}" connection is closed`));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ rows: [], resolve, reject });
+      this.socket.write(bytes);
+    });
+  }
+
+  /** Ask the server to cancel whatever this connection is running (a separate connection, as the protocol requires). */
+  cancel(): Promise<void> {
+    const { host, port } = this.endpoint;
+    return new Promise((resolve) => {
+      const s = net.connect({ host, port }, () => s.end(m.cancelRequest(this.pid, this.secret)));
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.setTimeout(5000, () => s.destroy());
+    });
+  }
+
+  /** Polite close: Terminate, then end. */
+  close(): void {
+    if (this.closed) return;
+    this.socket.end(m.terminate());
+    this.onClosed(undefined);
+  }
+
+  destroy(err?: Error): void {
+    this.socket.destroy();
+    this.onClosed(err);
+  }
+}
+
+function readOneByte(socket: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      cleanup();
+      // A server must send nothing more before the TLS handshake (CVE-2021-23214).
+      if (chunk.length !== 1) reject(new PgError(SQLSTATE.PROTOCOL_VIOLATION, 'server sent unexpected data after its SSL response'));
+      else resolve(String.fromCharCode(chunk[0]!));
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new PgError(SQLSTATE.CONNECTION_FAILURE, 'server closed the connection during the SSL request'));
+    };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.pause();
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+  });
+}
+
+const caCache = new Map<string, Buffer>();
+
+function upgradeToTls(raw: net.Socket, opts: ServerConnectOptions): Promise<tls.TLSSocket> {
+  const verify = opts.tls.mode === 'verify-full';
+  const host = opts.endpoint.host;
+  let ca: Buffer | undefined;
+  if (verify && opts.tls.ca) {
+    ca = caCache.get(opts.tls.ca);
+    if (!ca) {
+      ca = fs.readFileSync(opts.tls.ca);
+      caCache.set(opts.tls.ca, ca);
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({
+      socket: raw,
+      ca,
+      rejectUnauthorized: verify,
+      servername: net.isIP(host) ? undefined : host,
+      checkServerIdentity: verify ? (_name, cert) => tls.checkServerIdentity(host, cert) : () => undefined,
+    });
+    s.once('secureConnect', () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (e: Error) =>
+      reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `TLS with server "${opts.endpoint.name}" failed: ${e.message}`));
+    s.once('error', onError);
+  });
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// The switchyard command: start a gateway, check a config file, or run the local sandbox.
+
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfigFile, formatProblems, defaultConfig } from '../config/load.js';
+import { Gateway, VERSION } from '../gateway.js';
+
+const USAGE = `switchyard ${VERSION} — a PostgreSQL gateway
+
+Usage:
+  switchyard start -c FILE          run one gateway with the config in FILE (or $SWITCHYARD_CONFIG)
+  switchyard check-config -c FILE   validate FILE; prints every problem with its path, exits 1 on any
+  switchyard sandbox [options]      local primary + replicas + gateway, for trying switchyard out
+      --port N          client port (default 6432)
+      --admin-port N    admin HTTP port (default 9432)
+      --replicas N      streaming replicas to start (default 2)
+      --dir DIR         where the servers' data is kept (default ./.sandbox)
+  switchyard --version | --help
+
+Environment variables SWITCHYARD_<SECTION>__<KEY> override config values (see docs/configuration.md).
+`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(message.endsWith('\n') ? message : message + '\n');
+  process.exit(code);
+}
+
+function configPath(values: { config?: string }): string {
+  const file = values.config ?? process.env.SWITCHYARD_CONFIG;
+  if (!file) fail('switchyard: no config file: pass -c FILE or set SWITCHYARD_CONFIG\n\n' + USAGE);
+  return file;
+}
+
+/** Stop on SIGINT/SIGTERM exactly once, running cleanup first. */
+function onShutdown(cleanup: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    cleanup().then(
+      () => process.exit(signal === 'SIGINT' ? 130 : 0),
+      (e) => fail(`switchyard: error while stopping: ${(e as Error).message}`, 1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+async function start(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const file = configPath(values);
+  const r = loadConfigFile(file);
+  if (!r.ok) fail(formatProblems(r.problems, file));
+  if (r.warnings.length) process.stderr.write(formatProblems(r.warnings, file) + '\n');
+  const gw = await Gateway.start(r.config);
+  onShutdown(() => gw.close());
+}
+
+function checkConfig(args: string[]): void {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const file = configPath(values);
+  const r = loadConfigFile(file);
+  if (!r.ok) fail(formatProblems(r.problems, file), 1);
+  if (r.warnings.length) process.stdout.write(formatProblems(r.warnings, file).replace(/^/gm, 'warning: ') + '\n');
+  process.stdout.write(`${file}: ok\n`);
+}
+
+async function sandbox(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string', default: '6432' },
+      'admin-port': { type: 'string', default: '9432' },
+      replicas: { type: 'string', default: '2' },
+      dir: { type: 'string', default: '.sandbox' },
+    },
+  });
+  const num = (name: string, v: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) fail(`switchyard sandbox: --${name} must be an integer from ${min} to ${max}, got "${v}"`);
+    return n;
+  };
+  const port = num('port', values.port, 0, 65535);
+  const adminPort = num('admin-port', values['admin-port'], 0, 65535);
+  const replicas = num('replicas', values.replicas, 0, 8);
+  const dir = path.resolve(values.dir);
+
+  // The harness lives with the tests; the sandbox is its other user.
+  const harness = await import(new URL('../../test/harness/pg-cluster.js', import.meta.url).href);
+  if (!harness.findPgBin()) {
+    fail(
+      'switchyard sandbox: PostgreSQL 15 server binaries were not found (looked in /usr/lib/postgresql/15/bin and pg_config --bindir).\n' +
+        'Install them, for example on Debian or Ubuntu: sudo apt-get install -y postgresql-15\n',
+      1,
+    );
+  }
+  process.stderr.write(`starting PostgreSQL primary + ${replicas} replica(s) under ${dir} ...\n`);
+  const cluster = await harness.startCluster({ replicas, dir });
+  let gw: Gateway | undefined;
+  onShutdown(async () => {
+    await gw?.close();
+    await cluster.destroy();
+  });
+  const su = 'postgres';
+  const pw = 'postgres';
+  gw = await Gateway.start(
+    defaultConfig({
+      listen: { host: '127.0.0.1', port },
+      admin: { host: '127.0.0.1', port: adminPort },
+      primary: { name: 'primary', host: cluster.primary.host, port: cluster.primary.port },
+      replicas: cluster.replicas.map((r: { name: string; host: string; port: number }) => ({ name: r.name, host: r.host, port: r.port })),
+      server_tls: { mode: 'disable' },
+      // Any role created on the primary can log in: its verifier is read with the auth query.
+      auth: { users: [{ name: su, password: pw }], query: { user: su, password: pw } },
+      log: { level: 'warn' },
+    }),
+  );
+  const url = `postgres://${su}:${pw}@127.0.0.1:${gw.port}/postgres`;
+  process.stdout.write(`ready ${url} admin=${gw.adminUrl ?? 'off'} data=${dir}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'start':
+      return start(rest);
+    case 'check-config':
+      return checkConfig(rest);
+    case 'sandbox':
+      return sandbox(rest);
+    case '--version':
+    case 'version':
+      process.stdout.write(VERSION + '\n');
+      return;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      fail(`switchyard: unknown command "${cmd}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: Error) => fail(`switchyard: ${e.message}`, 1));

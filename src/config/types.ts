@@ -1,0 +1,105 @@
+// The validated, fully defaulted configuration every part of switchyard reads.
+
+export type PoolMode = 'session';
+export type ServerTlsMode = 'disable' | 'prefer' | 'require' | 'verify-full';
+export type AuthMethod = 'scram-sha-256' | 'md5' | 'cleartext' | 'trust';
+
+export interface TlsFiles {
+  /** PEM file paths, checked to exist at validation time. */
+  cert: string;
+  key: string;
+  /** Optional CA bundle (for verifying client certificates later). */
+  ca?: string;
+}
+
+export interface ListenConfig {
+  host: string;
+  port: number;
+  tls?: TlsFiles;
+  /** Largest frontend message accepted, in bytes (length word included). */
+  max_message_bytes: number;
+}
+
+export interface AdminConfig {
+  host: string;
+  /** 0 disables the admin listener. */
+  port: number;
+  /** Bearer token for the API (health endpoints stay open). */
+  token?: string;
+}
+
+export interface PoolConfig {
+  mode: PoolMode;
+  /** Server connections per (database, user). */
+  size: number;
+  /** Cap on server connections per database across all users. */
+  max_db_connections: number;
+  queue_timeout_ms: number;
+  /** Close a server connection idle for this long; 0 = never. */
+  idle_timeout_ms: number;
+  /** Close a server connection older than this when it is released; 0 = never. */
+  lifetime_ms: number;
+  connect_timeout_ms: number;
+}
+
+export interface ServerTlsConfig {
+  mode: ServerTlsMode;
+  /** CA bundle used for verify-full. */
+  ca?: string;
+}
+
+export interface NodeConfig {
+  name: string;
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export interface UserConfig {
+  name: string;
+  /** Plain password: lets the gateway verify any method and log in to the server. */
+  password?: string;
+  /** A SCRAM-SHA-256 verifier as stored in pg_authid (SCRAM-SHA-256$iter:salt$StoredKey:ServerKey). */
+  scram_verifier?: string;
+  /** An MD5 hash as stored in pg_authid ("md5" + md5(password + user)). */
+  md5?: string;
+  /** Method demanded of this user; defaults to auth.method. */
+  method?: AuthMethod;
+}
+
+export interface AuthQueryConfig {
+  /** The user the gateway logs in as to run the query. */
+  user: string;
+  password?: string;
+  /** Database the query runs in. */
+  database: string;
+  /** Must take the user name as $1 and return (usename, passwd). */
+  sql: string;
+  cache_ttl_ms: number;
+}
+
+export interface AuthConfig {
+  /** Method for users that do not name one, and for auth_query users. */
+  method: AuthMethod;
+  users: UserConfig[];
+  query?: AuthQueryConfig;
+  /** After this many failed logins from one address within the window, answers are delayed. */
+  failed_login_threshold: number;
+  failed_login_window_ms: number;
+  failed_login_max_delay_ms: number;
+}
+
+export interface LogConfig {
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+}
+
+export interface Config {
+  listen: ListenConfig;
+  admin: AdminConfig;
+  pool: PoolConfig;
+  primary: NodeConfig;
+  replicas: NodeConfig[];
+  server_tls: ServerTlsConfig;
+  auth: AuthConfig;
+  log: LogConfig;
+}

@@ -1,0 +1,408 @@
+// One client from accept to close: TLS, startup, authentication, leasing a server connection, and relaying bytes.
+
+import crypto from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Framer, FrameError } from '../protocol/framer.js';
+import { MessageQueue } from '../protocol/message-queue.js';
+import * as m from '../protocol/messages.js';
+import { PgError, SQLSTATE, protocolViolation } from '../protocol/errors.js';
+import type { ServerConnection, ServerSink } from '../backend/server-connection.js';
+import type { PoolManager } from '../pool/pool.js';
+import type { CredentialStore } from '../auth/credentials.js';
+import type { LoginThrottle } from '../auth/throttle.js';
+import type { Config } from '../config/types.js';
+import type { EventBus } from '../observability/events.js';
+import { ClientAuthenticator } from './client-auth.js';
+import { startupSettings, wantsReplication } from './startup-params.js';
+
+/** What a session needs from the gateway around it. */
+export interface FrontendContext {
+  config: Config;
+  tlsContext: tls.SecureContext | undefined;
+  credentials: CredentialStore;
+  throttle: LoginThrottle;
+  pools: PoolManager;
+  events: EventBus;
+  mockSecret: Buffer;
+  cancelKeys: CancelKeys;
+}
+
+/** BackendKeyData the gateway hands out, mapped to the session that holds it. */
+export class CancelKeys {
+  private readonly byPid = new Map<number, { secret: number; session: ClientSession }>();
+
+  issue(session: ClientSession): { pid: number; secret: number } {
+    let pid: number;
+    do pid = crypto.randomInt(1, 0x7fffffff);
+    while (this.byPid.has(pid));
+    const secret = crypto.randomBytes(4).readInt32BE(0);
+    this.byPid.set(pid, { secret, session });
+    return { pid, secret };
+  }
+
+  find(pid: number, secret: number): ClientSession | undefined {
+    const e = this.byPid.get(pid);
+    return e && e.secret === secret ? e.session : undefined;
+  }
+
+  release(pid: number): void {
+    this.byPid.delete(pid);
+  }
+
+  get size(): number {
+    return this.byPid.size;
+  }
+}
+
+type State = 'startup' | 'ready' | 'closed';
+
+const T_QUERY = 0x51; // Q
+const T_SYNC = 0x53; // S
+const T_FUNCTION_CALL = 0x46; // F
+const T_TERMINATE = 0x58; // X
+const T_COPY_DATA = 0x64; // d
+const T_COPY_DONE = 0x63; // c
+const T_COPY_FAIL = 0x66; // f
+
+let nextClientId = 1;
+
+export class ClientSession implements ServerSink {
+  readonly id = nextClientId++;
+  readonly address: string;
+  readonly connectedAt = Date.now();
+  user = '';
+  database = '';
+  applicationName = '';
+  tls = false;
+  state: State = 'startup';
+  server: ServerConnection | undefined;
+
+  private socket: net.Socket;
+  private readonly framer: Framer;
+  private readonly queue = new MessageQueue();
+  private readonly leaving = new AbortController();
+  private key: { pid: number; secret: number } | undefined;
+  /** Query/Sync/FunctionCall messages sent to the server; each is answered by one ReadyForQuery. */
+  private syncsSent = 0;
+  private readyBase = 0;
+  /** False after an extended-protocol message not yet followed by Sync: the server's state is not at a boundary. */
+  private atBoundary = true;
+
+  constructor(
+    private readonly ctx: FrontendContext,
+    socket: net.Socket,
+  ) {
+    this.socket = socket;
+    this.address = socket.remoteAddress ?? 'unknown';
+    this.framer = new Framer(ctx.config.listen.max_message_bytes, { startup: true });
+    socket.setNoDelay(true);
+    this.listen(socket);
+    ctx.events.emit({ type: 'client_connected', client: this.id, address: this.address });
+    void this.run();
+  }
+
+  private listen(socket: net.Socket): void {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.onSocketClosed());
+    socket.on('error', () => this.onSocketClosed());
+  }
+
+  private onData(chunk: Buffer): void {
+    let msgs: Buffer[];
+    try {
+      msgs = this.framer.push(chunk);
+    } catch (e) {
+      if (e instanceof FrameError) this.fatal(new PgError(e.code, e.message));
+      else this.fatal(new PgError(SQLSTATE.INTERNAL_ERROR, (e as Error).message));
+      return;
+    }
+    if (this.state === 'ready') this.forward(msgs, chunk, this.framer.whole);
+    else for (const msg of msgs) this.queue.push(msg);
+  }
+
+  /** Startup, TLS, authentication, lease, then hand over to the relay. */
+  private async run(): Promise<void> {
+    try {
+      const startup = await this.negotiate();
+      if (!startup) return; // a cancel request, or the client left
+      await this.login(startup);
+    } catch (e) {
+      if (this.state === 'closed') return;
+      if (e instanceof PgError) this.fatal(e);
+      else this.fatal(new PgError(SQLSTATE.INTERNAL_ERROR, `internal error: ${(e as Error).message}`));
+    }
+  }
+
+  /** Read untyped packets until the StartupMessage, handling SSLRequest, GSSENCRequest and CancelRequest. */
+  private async negotiate(): Promise<m.StartupPacket | undefined> {
+    for (;;) {
+      const pkt = m.readUntypedPacket(await this.queue.next());
+      if (pkt.kind === 'cancel') {
+        this.ctx.cancelKeys.find(pkt.pid, pkt.secret)?.cancelServer();
+        this.close();
+        return undefined;
+      }
+      if (pkt.kind === 'gssenc') {
+        this.socket.write('N');
+        this.feedHeld();
+        continue;
+      }
+      if (pkt.kind === 'ssl') {
+        if (this.tls) throw protocolViolation('SSL request received on an encrypted connection');
+        if (!this.ctx.tlsContext) {
+          this.socket.write('N');
+          this.feedHeld();
+          continue;
+        }
+        // Bytes sent after the SSLRequest but before the handshake could be injected by a man in the middle.
+        if (this.framer.pending > 0) throw protocolViolation('received unencrypted data after SSL request');
+        await this.startTls();
+        continue;
+      }
+      return pkt;
+    }
+  }
+
+  /** Re-read bytes the framer held behind the packet just handled. */
+  private feedHeld(): void {
+    for (const msg of this.framer.drain()) this.queue.push(msg);
+  }
+
+  private startTls(): Promise<void> {
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('close');
+    raw.removeAllListeners('error');
+    raw.write('S');
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.tlsContext });
+    this.socket = secure;
+    this.tls = true;
+    return new Promise((resolve, reject) => {
+      secure.once('secure', () => {
+        secure.off('error', onError);
+        this.listen(secure);
+        resolve();
+      });
+      const onError = (e: Error) => {
+        this.state = 'closed';
+        secure.destroy();
+        this.finish();
+        reject(e);
+      };
+      secure.once('error', onError);
+    });
+  }
+
+  private async login(pkt: m.StartupPacket): Promise<void> {
+    if (pkt.major !== 3) {
+      throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, `unsupported frontend protocol ${pkt.major}.${pkt.minor}: server supports 3.0 to 3.0`);
+    }
+    this.framer.startup = false;
+    const params = pkt.params;
+    const user = params.get('user');
+    if (!user) throw new PgError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, 'no PostgreSQL user name specified in startup packet');
+    this.user = user;
+    this.database = params.get('database') || user;
+    if (wantsReplication(params)) {
+      throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, 'replication connections are not supported through switchyard', {
+        hint: 'connect to the PostgreSQL server directly for replication or pg_basebackup',
+      });
+    }
+    const { settings, protocolOptions } = startupSettings(params);
+    this.applicationName = settings.get('application_name') ?? '';
+    if (pkt.minor > 0 || protocolOptions.length > 0) this.socket.write(m.negotiateProtocolVersion(0, protocolOptions));
+
+    await this.authenticate();
+
+    const server = await this.ctx.pools.acquire(this.database, this.user, this.leaving.signal);
+    if (this.state === 'closed') {
+      this.ctx.pools.release(server, true);
+      return;
+    }
+    this.server = server;
+    await this.applySettings(server, settings);
+
+    this.key = this.ctx.cancelKeys.issue(this);
+    const out: Buffer[] = [];
+    for (const [k, v] of server.params) out.push(m.parameterStatus(k, v));
+    out.push(m.backendKeyData(this.key.pid, this.key.secret), m.readyForQuery(server.txStatus));
+    this.socket.write(Buffer.concat(out));
+    this.state = 'ready';
+    server.attach(this);
+    this.readyBase = server.readyCount;
+    const early = this.queue.takeAll();
+    if (early.length) this.forward(early, Buffer.alloc(0), false);
+  }
+
+  private async authenticate(): Promise<void> {
+    const { credentials, throttle, config } = this.ctx;
+    let cred;
+    try {
+      cred = await credentials.get(this.user);
+    } catch (e) {
+      throw new PgError(SQLSTATE.CONNECTION_FAILURE, `could not look up the credentials of user "${this.user}": ${(e as Error).message}`, {
+        hint: 'the auth query runs against the primary; check that it is reachable',
+      });
+    }
+    const auth = new ClientAuthenticator(this.user, cred, {
+      tls: this.tls,
+      defaultMethod: config.auth.method,
+      mockSecret: this.ctx.mockSecret,
+    });
+    let step = auth.start();
+    for (;;) {
+      if (step.send.length) this.socket.write(step.send.length === 1 ? step.send[0]! : Buffer.concat(step.send));
+      if (step.done) break;
+      step = auth.next(await this.queue.next());
+    }
+    if (step.done === 'fail') {
+      const delay = throttle.delayMs(this.address);
+      throttle.failure(this.address);
+      // The next attempt re-reads the user from the primary, so a changed password is picked up.
+      if (cred?.source === 'query') credentials.invalidate(this.user);
+      this.ctx.events.emit({ type: 'client_auth_failed', client: this.id, address: this.address, user: this.user, reason: step.reason });
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      this.reported = true;
+      throw step.error;
+    }
+    throttle.success(this.address);
+    if (step.clientKey && cred?.secret?.kind === 'scram') credentials.rememberClientKey(this.user, step.clientKey);
+    this.socket.write(m.authenticationOk());
+    this.ctx.events.emit({
+      type: 'client_authenticated',
+      client: this.id,
+      address: this.address,
+      user: this.user,
+      database: this.database,
+      method: cred?.method ?? 'unknown',
+    });
+  }
+
+  /** Bring the server connection to the client's startup settings; only values that differ are sent. */
+  private async applySettings(server: ServerConnection, settings: Map<string, string>): Promise<void> {
+    const todo: Promise<{ error?: PgError }>[] = [];
+    for (const [name, value] of settings) {
+      if (server.params.get(name) === value) continue;
+      todo.push(server.queryParams('SELECT pg_catalog.set_config($1, $2, false)', [name, value]));
+    }
+    for (const r of await Promise.all(todo)) {
+      if (r.error) throw new PgError(r.error.code, r.error.message, { severity: 'FATAL', detail: r.error.detail, hint: r.error.hint });
+    }
+  }
+
+  // ------------------------------------------------------------ relay
+
+  /** Client → server. msgs tile chunk when whole is true, so the chunk goes out as one write. */
+  private forward(msgs: Buffer[], chunk: Buffer, whole: boolean): void {
+    const server = this.server;
+    if (!server) return;
+    let end = msgs.length;
+    for (let i = 0; i < msgs.length; i++) {
+      const t = msgs[i]![0];
+      if (t === T_QUERY || t === T_SYNC || t === T_FUNCTION_CALL) {
+        this.syncsSent++;
+        this.atBoundary = true;
+      } else if (t === T_TERMINATE) {
+        end = i;
+        break;
+      } else if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) {
+        this.atBoundary = false;
+      }
+    }
+    let ok: boolean;
+    if (whole && end === msgs.length) ok = server.write(chunk);
+    else {
+      ok = true;
+      for (let i = 0; i < end; i++) ok = server.write(msgs[i]!);
+    }
+    if (end < msgs.length) {
+      this.close();
+      return;
+    }
+    if (!ok) {
+      this.socket.pause();
+      server.onDrain(() => this.socket.resume());
+    }
+  }
+
+  /** Server → client. */
+  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): void {
+    let ok: boolean;
+    if (whole) ok = this.socket.write(chunk);
+    else {
+      ok = true;
+      for (const msg of msgs) ok = this.socket.write(msg);
+    }
+    if (!ok && this.server) {
+      const server = this.server;
+      server.pause();
+      this.socket.once('drain', () => server.resume());
+    }
+  }
+
+  onServerClose(err: Error | undefined): void {
+    const server = this.server;
+    this.server = undefined;
+    if (this.state === 'closed') return;
+    this.ctx.events.emit({ type: 'server_lost', client: this.id, server: server?.id ?? 0, message: err?.message ?? 'closed' });
+    this.fatal(
+      new PgError(SQLSTATE.CONNECTION_FAILURE, 'server connection lost: the database server closed the connection unexpectedly', {
+        detail: err?.message,
+        hint: 'the transaction in progress, if any, was not committed by the gateway; reconnect and retry',
+      }),
+    );
+  }
+
+  /** Forward a cancel to the server connection this client is using right now. */
+  cancelServer(): void {
+    void this.server?.cancel();
+  }
+
+  // ------------------------------------------------------------ ending
+
+  private reported = false;
+
+  /** Send an error (once), log it once, and close. */
+  private fatal(err: PgError): void {
+    if (this.state === 'closed') return;
+    if (!this.reported) {
+      this.ctx.events.emit({ type: 'client_error', client: this.id, address: this.address, code: err.code, message: err.message });
+    }
+    this.reported = true;
+    if (this.socket.writable) this.socket.write(err.toMessage());
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.socket.end();
+    // A peer that never closes its side must not keep the socket (or a shutdown) waiting.
+    const socket = this.socket;
+    setTimeout(() => socket.destroy(), 2000).unref();
+    this.finish();
+  }
+
+  private onSocketClosed(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.finish();
+    }
+    this.socket.destroy();
+  }
+
+  /** Give back what the session holds. The server connection is reused only if it sits at a message boundary. */
+  private finish(): void {
+    this.queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, 'client closed the connection'));
+    this.leaving.abort();
+    if (this.key) this.ctx.cancelKeys.release(this.key.pid);
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      const idleAtBoundary = this.atBoundary && this.syncsSent === server.readyCount - this.readyBase;
+      this.ctx.pools.release(server, idleAtBoundary);
+    }
+    this.ctx.events.emit({ type: 'client_disconnected', client: this.id, address: this.address, duration_ms: Date.now() - this.connectedAt });
+  }
+}

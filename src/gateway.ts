@@ -1,0 +1,164 @@
+// Assembles one gateway instance from a Config: credentials, pools, the client listener, the admin listener.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { pino, type Logger } from 'pino';
+import { CredentialStore } from './auth/credentials.js';
+import { LoginThrottle } from './auth/throttle.js';
+import { ServerConnection, type ServerCredentials, type ServerEndpoint } from './backend/server-connection.js';
+import { PoolManager } from './pool/pool.js';
+import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
+import { EventBus } from './observability/events.js';
+import { startAdmin, type AdminServer } from './admin/server.js';
+import type { Config } from './config/types.js';
+
+export const VERSION = '0.1.0';
+
+export interface GatewayOptions {
+  logger?: Logger;
+}
+
+export class Gateway {
+  readonly events: EventBus;
+  readonly log: Logger;
+  readonly pools: PoolManager;
+  readonly credentials: CredentialStore;
+  readonly startedAt = Date.now();
+  private readonly sessions = new Set<ClientSession>();
+  private server: net.Server | undefined;
+  private admin: AdminServer | undefined;
+  private readonly ctx: FrontendContext;
+
+  private constructor(
+    readonly config: Config,
+    opts: GatewayOptions,
+  ) {
+    this.log = opts.logger ?? pino({ level: config.log.level, base: { service: 'switchyard' } });
+    this.events = new EventBus(this.log);
+    const primary: ServerEndpoint = config.primary;
+    this.credentials = new CredentialStore(config.auth, config.auth.query ? (user) => this.authQuery(user) : undefined);
+    this.pools = new PoolManager({
+      endpoint: primary,
+      pool: config.pool,
+      tls: config.server_tls,
+      maxMessageBytes: Math.max(config.listen.max_message_bytes, 1 << 30),
+      credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
+      onEvent: (e) => this.events.emit(e),
+    });
+    const t = config.auth;
+    this.ctx = {
+      config,
+      tlsContext: config.listen.tls ? tls.createSecureContext({ cert: fs.readFileSync(config.listen.tls.cert), key: fs.readFileSync(config.listen.tls.key) }) : undefined,
+      credentials: this.credentials,
+      throttle: new LoginThrottle({ threshold: t.failed_login_threshold, windowMs: t.failed_login_window_ms, maxDelayMs: t.failed_login_max_delay_ms }),
+      pools: this.pools,
+      events: this.events,
+      mockSecret: crypto.randomBytes(32),
+      cancelKeys: new CancelKeys(),
+    };
+  }
+
+  /** Start listening for clients (and the admin API when admin.port is not 0). */
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    await gw.listen();
+    if (config.admin.port !== 0) gw.admin = await startAdmin(gw, config.admin);
+    gw.log.info({ port: gw.port, admin: gw.adminUrl }, 'switchyard listening');
+    return gw;
+  }
+
+  private listen(): Promise<void> {
+    const server = net.createServer((socket) => {
+      const s = new ClientSession(this.ctx, socket);
+      this.sessions.add(s);
+      socket.once('close', () => this.sessions.delete(s));
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.listen.host, port: this.config.listen.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** The client port actually bound (useful with port 0). */
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo).port;
+  }
+
+  get adminUrl(): string | undefined {
+    return this.admin?.url;
+  }
+
+  /** Run the configured auth query on the primary as the auth user; the passwd column, or null. */
+  private async authQuery(user: string): Promise<string | null> {
+    const q = this.config.auth.query!;
+    const password = q.password ?? this.config.auth.users.find((u) => u.name === q.user)?.password;
+    const conn = await ServerConnection.connect({
+      endpoint: this.config.primary,
+      user: q.user,
+      database: q.database,
+      credentials: password !== undefined ? { password } : null,
+      tls: this.config.server_tls,
+      connectTimeoutMs: this.config.pool.connect_timeout_ms,
+      maxMessageBytes: 1 << 20,
+    });
+    try {
+      const r = await conn.queryParams(q.sql, [user]);
+      if (r.error) throw r.error;
+      return r.rows[0]?.[1] ?? null;
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** A snapshot for the admin API. */
+  status() {
+    return {
+      version: VERSION,
+      uptime_s: Math.round((Date.now() - this.startedAt) / 1000),
+      mode: this.config.pool.mode,
+      clients: [...this.sessions].map((s) => ({
+        id: s.id,
+        address: s.address,
+        user: s.user,
+        database: s.database,
+        application_name: s.applicationName,
+        state: s.state,
+        tls: s.tls,
+        server: s.server?.id ?? null,
+        connected_at: new Date(s.connectedAt).toISOString(),
+      })),
+      pools: this.pools.stats(),
+      events: Object.fromEntries(this.events.counts),
+    };
+  }
+
+  /** Can the gateway serve: is the primary accepting TCP connections? */
+  primaryReachable(timeoutMs = 1000): Promise<boolean> {
+    const { host, port } = this.config.primary;
+    return new Promise((resolve) => {
+      const s = net.connect({ host, port });
+      const done = (ok: boolean) => {
+        s.destroy();
+        resolve(ok);
+      };
+      s.setTimeout(timeoutMs, () => done(false));
+      s.once('connect', () => done(true));
+      s.once('error', () => done(false));
+    });
+  }
+
+  /** Stop accepting, close every client and server connection. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const s of this.sessions) s.close();
+    this.pools.close();
+    await this.admin?.close();
+    await closed;
+  }
+}

@@ -1,0 +1,43 @@
+// The one typed event bus every part reports to; logs (and later metrics and the WebSocket stream) read from it.
+
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { PoolEvent } from '../pool/pool.js';
+
+export type GatewayEvent =
+  | { type: 'client_connected'; client: number; address: string }
+  | { type: 'client_authenticated'; client: number; address: string; user: string; database: string; method: string }
+  | { type: 'client_auth_failed'; client: number; address: string; user: string; reason: string }
+  | { type: 'client_error'; client: number; address: string; code: string; message: string }
+  | { type: 'client_disconnected'; client: number; address: string; duration_ms: number }
+  | { type: 'server_lost'; client: number; server: number; message: string }
+  | { type: 'config_reloaded'; changed: string[] }
+  | PoolEvent;
+
+const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted']);
+const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
+
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+  /** Counts of every event type since start. */
+  readonly counts = new Map<string, number>();
+
+  constructor(private readonly log?: Logger) {
+    this.emitter.setMaxListeners(100);
+  }
+
+  emit(event: GatewayEvent): void {
+    this.counts.set(event.type, (this.counts.get(event.type) ?? 0) + 1);
+    if (this.log) {
+      const { type, ...rest } = event;
+      const level = WARN.has(type) ? 'warn' : DEBUG.has(type) ? 'debug' : 'info';
+      this.log[level]({ event: type, ...rest }, type);
+    }
+    this.emitter.emit('event', event);
+  }
+
+  on(listener: (event: GatewayEvent) => void): () => void {
+    this.emitter.on('event', listener);
+    return () => this.emitter.off('event', listener);
+  }
+}

@@ -1,0 +1,290 @@
+// Server connections per (database, user) to one node: size and per-database caps, a FIFO waiter queue, reset before reuse, reaping.
+
+import { ServerConnection, type ServerCredentials, type ServerEndpoint } from '../backend/server-connection.js';
+import { PgError, SQLSTATE } from '../protocol/errors.js';
+import type { PoolConfig, ServerTlsConfig } from '../config/types.js';
+
+export interface PoolManagerOptions {
+  endpoint: ServerEndpoint;
+  pool: PoolConfig;
+  tls: ServerTlsConfig;
+  maxMessageBytes: number;
+  /** How to log in to the server as this user (looked up when a connection is opened). */
+  credentials: (user: string) => ServerCredentials;
+  onEvent?: (event: PoolEvent) => void;
+}
+
+export type PoolEvent =
+  | { type: 'server_opened'; id: number; database: string; user: string }
+  | { type: 'server_closed'; id: number; database: string; user: string; reason: string }
+  | { type: 'pool_exhausted'; database: string; user: string; waited_ms: number };
+
+export interface PoolStats {
+  database: string;
+  user: string;
+  idle: number;
+  active: number;
+  opening: number;
+  waiting: number;
+  maxwait_ms: number;
+}
+
+class UserPool {
+  readonly idle: ServerConnection[] = [];
+  readonly busy = new Set<ServerConnection>();
+  opening = 0;
+  constructor(
+    readonly database: string,
+    readonly user: string,
+  ) {}
+  get total(): number {
+    return this.idle.length + this.busy.size + this.opening;
+  }
+}
+
+interface Waiter {
+  pool: UserPool;
+  since: number;
+  resolve: (c: ServerConnection) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class PoolManager {
+  private readonly pools = new Map<string, UserPool>();
+  private waiters: Waiter[] = [];
+  private readonly reaper: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly opts: PoolManagerOptions) {
+    this.reaper = setInterval(() => this.reap(), 1000);
+    this.reaper.unref();
+  }
+
+  private poolFor(database: string, user: string): UserPool {
+    const key = `${database}\0${user}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      p = new UserPool(database, user);
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  private dbTotal(database: string): number {
+    let n = 0;
+    for (const p of this.pools.values()) if (p.database === database) n += p.total;
+    return n;
+  }
+
+  /**
+   * Lease a server connection for (database, user). Waits in FIFO order up to pool.queue_timeout_ms,
+   * then rejects with 53300. The signal lets a client that goes away leave the queue.
+   */
+  acquire(database: string, user: string, signal?: AbortSignal): Promise<ServerConnection> {
+    if (this.closing) return Promise.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+    const pool = this.poolFor(database, user);
+    if (!this.waiters.some((w) => w.pool.database === database)) {
+      const got = this.take(pool);
+      if (got) return got;
+    }
+    return new Promise<ServerConnection>((resolve, reject) => {
+      const cfg = this.opts.pool;
+      const w: Waiter = {
+        pool,
+        since: Date.now(),
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.removeWaiter(w);
+          this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
+          reject(
+            new PgError(
+              SQLSTATE.TOO_MANY_CONNECTIONS,
+              `no server connection for database "${database}" user "${user}" became free within pool.queue_timeout_ms (${cfg.queue_timeout_ms} ms)`,
+              {
+                detail: `Limits: pool.size ${cfg.size} per database and user (${pool.total} in use), pool.max_db_connections ${cfg.max_db_connections} per database (${this.dbTotal(database)} in use).`,
+                hint: 'Raise pool.size or pool.max_db_connections, or shorten what clients hold connections for.',
+              },
+            ),
+          );
+        }, cfg.queue_timeout_ms),
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', () => {
+        if (this.removeWaiter(w)) reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
+      });
+    });
+  }
+
+  private removeWaiter(w: Waiter): boolean {
+    const i = this.waiters.indexOf(w);
+    if (i < 0) return false;
+    this.waiters.splice(i, 1);
+    clearTimeout(w.timer);
+    return true;
+  }
+
+  /** An idle connection, a new one if the limits allow, or null. */
+  private take(pool: UserPool): Promise<ServerConnection> | null {
+    while (pool.idle.length > 0) {
+      const c = pool.idle.pop()!;
+      if (c.closed) continue;
+      pool.busy.add(c);
+      return Promise.resolve(c);
+    }
+    const cfg = this.opts.pool;
+    if (pool.total >= cfg.size) return null;
+    if (this.dbTotal(pool.database) >= cfg.max_db_connections) {
+      // At the database cap: an idle connection of another user gives its slot to this one.
+      const victim = this.idleVictim(pool);
+      if (!victim) return null;
+      this.closeIdle(victim.pool, victim.conn, 'database cap reached: slot given to another user');
+    }
+    return this.open(pool);
+  }
+
+  private idleVictim(pool: UserPool): { pool: UserPool; conn: ServerConnection } | null {
+    let best: { pool: UserPool; conn: ServerConnection } | null = null;
+    for (const p of this.pools.values()) {
+      if (p === pool || p.database !== pool.database) continue;
+      for (const c of p.idle) if (!best || c.lastUsedAt < best.conn.lastUsedAt) best = { pool: p, conn: c };
+    }
+    return best;
+  }
+
+  private async open(pool: UserPool): Promise<ServerConnection> {
+    pool.opening++;
+    let conn: ServerConnection;
+    try {
+      conn = await ServerConnection.connect({
+        endpoint: this.opts.endpoint,
+        user: pool.user,
+        database: pool.database,
+        credentials: this.opts.credentials(pool.user),
+        tls: this.opts.tls,
+        connectTimeoutMs: this.opts.pool.connect_timeout_ms,
+        maxMessageBytes: this.opts.maxMessageBytes,
+      });
+    } catch (e) {
+      pool.opening--;
+      queueMicrotask(() => this.pump());
+      throw e;
+    }
+    // Decremented together with adding to busy, so the pool's total never dips in between.
+    pool.opening--;
+    pool.busy.add(conn);
+    this.opts.onEvent?.({ type: 'server_opened', id: conn.id, database: pool.database, user: pool.user });
+    conn.onClose((err) => {
+      pool.busy.delete(conn);
+      const i = pool.idle.indexOf(conn);
+      if (i >= 0) pool.idle.splice(i, 1);
+      this.opts.onEvent?.({ type: 'server_closed', id: conn.id, database: pool.database, user: pool.user, reason: err?.message ?? 'closed' });
+      this.pump();
+    });
+    return conn;
+  }
+
+  /**
+   * Give a connection back. reusable=false (the client left mid-request, or the connection is in an
+   * unknown state) closes it. Otherwise an open transaction is rolled back and the session reset with
+   * DISCARD ALL before anyone else can lease it.
+   */
+  release(conn: ServerConnection, reusable: boolean): void {
+    const pool = this.poolFor(conn.database, conn.user);
+    conn.detach();
+    const lifetime = this.opts.pool.lifetime_ms;
+    if (!reusable || conn.closed || this.closing || (lifetime > 0 && Date.now() - conn.createdAt > lifetime)) {
+      pool.busy.delete(conn);
+      conn.close();
+      this.pump();
+      return;
+    }
+    void this.reset(conn).then((ok) => {
+      if (!pool.busy.delete(conn)) return; // closed meanwhile
+      if (!ok || this.closing) {
+        conn.close();
+      } else {
+        conn.lastUsedAt = Date.now();
+        pool.idle.push(conn);
+      }
+      this.pump();
+    });
+  }
+
+  private async reset(conn: ServerConnection): Promise<boolean> {
+    try {
+      if (conn.txStatus !== 'I') {
+        const r = await conn.query('ROLLBACK');
+        if (r.error) return false;
+      }
+      const r = await conn.query('DISCARD ALL');
+      return !r.error && conn.txStatus === 'I';
+    } catch {
+      return false;
+    }
+  }
+
+  /** Serve waiters, oldest first, that can be served now. */
+  private pump(): void {
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i]!;
+      const got = this.take(w.pool);
+      if (!got) {
+        i++;
+        continue;
+      }
+      this.waiters.splice(i, 1);
+      clearTimeout(w.timer);
+      got.then(w.resolve, w.reject);
+    }
+  }
+
+  private closeIdle(pool: UserPool, conn: ServerConnection, _reason: string): void {
+    const i = pool.idle.indexOf(conn);
+    if (i >= 0) pool.idle.splice(i, 1);
+    conn.close();
+  }
+
+  private reap(): void {
+    const { idle_timeout_ms, lifetime_ms } = this.opts.pool;
+    const now = Date.now();
+    for (const p of this.pools.values()) {
+      for (const c of [...p.idle]) {
+        if ((idle_timeout_ms > 0 && now - c.lastUsedAt > idle_timeout_ms) || (lifetime_ms > 0 && now - c.createdAt > lifetime_ms)) {
+          this.closeIdle(p, c, 'idle or lifetime limit');
+        }
+      }
+    }
+  }
+
+  stats(): PoolStats[] {
+    const now = Date.now();
+    return [...this.pools.values()].map((p) => {
+      const ws = this.waiters.filter((w) => w.pool === p);
+      return {
+        database: p.database,
+        user: p.user,
+        idle: p.idle.length,
+        active: p.busy.size,
+        opening: p.opening,
+        waiting: ws.length,
+        maxwait_ms: ws.length ? now - Math.min(...ws.map((w) => w.since)) : 0,
+      };
+    });
+  }
+
+  /** Close every connection; reject every waiter. */
+  close(): void {
+    this.closing = true;
+    clearInterval(this.reaper);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+    }
+    for (const p of this.pools.values()) {
+      for (const c of p.idle.splice(0)) c.close();
+      for (const c of p.busy) c.close();
+    }
+  }
+}

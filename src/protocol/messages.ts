@@ -1,0 +1,304 @@
+// Builders for the v3 messages the gateway writes, and typed readers for the few it must look inside.
+//
+// A message is a Buffer holding the whole frame: type byte (absent for startup packets), Int32 length
+// that counts itself, then the body. Readers take such a frame and never keep a reference to it.
+
+export const PROTOCOL_3_0 = 196608; // 3 << 16
+export const SSL_REQUEST_CODE = 80877103;
+export const GSSENC_REQUEST_CODE = 80877104;
+export const CANCEL_REQUEST_CODE = 80877102;
+
+/** Longest startup packet PostgreSQL itself accepts (MAX_STARTUP_PACKET_LENGTH). */
+export const MAX_STARTUP_PACKET_BYTES = 10000;
+
+// ---------------------------------------------------------------- writing
+
+/** Frame a typed message around a body. */
+export function frame(type: string, body?: Buffer): Buffer {
+  const len = body ? body.length : 0;
+  const out = Buffer.allocUnsafe(5 + len);
+  out[0] = type.charCodeAt(0);
+  out.writeInt32BE(4 + len, 1);
+  if (body) body.copy(out, 5);
+  return out;
+}
+
+function cstr(s: string): Buffer {
+  const b = Buffer.from(s + '\0', 'utf8');
+  return b;
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(n, 0);
+  return b;
+}
+
+function int16(n: number): Buffer {
+  const b = Buffer.allocUnsafe(2);
+  b.writeInt16BE(n, 0);
+  return b;
+}
+
+const AUTH_OK = frame('R', int32(0));
+export function authenticationOk(): Buffer {
+  return AUTH_OK;
+}
+export function authenticationCleartextPassword(): Buffer {
+  return frame('R', int32(3));
+}
+export function authenticationMD5Password(salt: Buffer): Buffer {
+  return frame('R', Buffer.concat([int32(5), salt]));
+}
+export function authenticationSASL(mechanisms: string[]): Buffer {
+  return frame('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]));
+}
+export function authenticationSASLContinue(data: Buffer): Buffer {
+  return frame('R', Buffer.concat([int32(11), data]));
+}
+export function authenticationSASLFinal(data: Buffer): Buffer {
+  return frame('R', Buffer.concat([int32(12), data]));
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return frame('S', Buffer.concat([cstr(name), cstr(value)]));
+}
+
+export function backendKeyData(pid: number, secret: number): Buffer {
+  return frame('K', Buffer.concat([int32(pid), int32(secret)]));
+}
+
+export type TxStatus = 'I' | 'T' | 'E';
+const RFQ: Record<TxStatus, Buffer> = {
+  I: frame('Z', Buffer.from('I')),
+  T: frame('Z', Buffer.from('T')),
+  E: frame('Z', Buffer.from('E')),
+};
+export function readyForQuery(status: TxStatus): Buffer {
+  return RFQ[status];
+}
+
+export function negotiateProtocolVersion(newestMinor: number, unrecognized: string[]): Buffer {
+  return frame('v', Buffer.concat([int32((3 << 16) | newestMinor), int32(unrecognized.length), ...unrecognized.map(cstr)]));
+}
+
+export interface ErrorFields {
+  severity: string;
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+}
+
+function fieldsBody(f: ErrorFields): Buffer {
+  const parts: Buffer[] = [cstr('S' + f.severity), cstr('V' + f.severity), cstr('C' + f.code), cstr('M' + f.message)];
+  if (f.detail) parts.push(cstr('D' + f.detail));
+  if (f.hint) parts.push(cstr('H' + f.hint));
+  parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+export function errorResponse(f: ErrorFields): Buffer {
+  return frame('E', fieldsBody(f));
+}
+
+export function noticeResponse(f: ErrorFields): Buffer {
+  return frame('N', fieldsBody(f));
+}
+
+/** An untyped startup packet: protocol 3.0 and name/value pairs. */
+export function startupMessage(params: Record<string, string>): Buffer {
+  const parts: Buffer[] = [int32(PROTOCOL_3_0)];
+  for (const [k, v] of Object.entries(params)) parts.push(cstr(k), cstr(v));
+  parts.push(Buffer.from([0]));
+  const body = Buffer.concat(parts);
+  return Buffer.concat([int32(body.length + 4), body]);
+}
+
+export function sslRequest(): Buffer {
+  return Buffer.concat([int32(8), int32(SSL_REQUEST_CODE)]);
+}
+
+export function cancelRequest(pid: number, secret: number): Buffer {
+  return Buffer.concat([int32(16), int32(CANCEL_REQUEST_CODE), int32(pid), int32(secret)]);
+}
+
+export function passwordMessage(password: string): Buffer {
+  return frame('p', cstr(password));
+}
+
+export function saslInitialResponse(mechanism: string, data: Buffer): Buffer {
+  return frame('p', Buffer.concat([cstr(mechanism), int32(data.length), data]));
+}
+
+export function saslResponse(data: Buffer): Buffer {
+  return frame('p', data);
+}
+
+export function query(sql: string): Buffer {
+  return frame('Q', cstr(sql));
+}
+
+const TERMINATE = frame('X');
+export function terminate(): Buffer {
+  return TERMINATE;
+}
+
+const SYNC = frame('S');
+export function sync(): Buffer {
+  return SYNC;
+}
+
+/** Parse + Bind + Execute + Sync for a one-shot extended query with text parameters and text results. */
+export function extendedQuery(sql: string, params: (string | null)[]): Buffer {
+  const parse = frame('P', Buffer.concat([cstr(''), cstr(sql), int16(0)]));
+  const bindParts: Buffer[] = [cstr(''), cstr(''), int16(0), int16(params.length)];
+  for (const p of params) {
+    if (p === null) bindParts.push(int32(-1));
+    else {
+      const v = Buffer.from(p, 'utf8');
+      bindParts.push(int32(v.length), v);
+    }
+  }
+  bindParts.push(int16(0));
+  const bind = frame('B', Buffer.concat(bindParts));
+  const execute = frame('E', Buffer.concat([cstr(''), int32(0)]));
+  return Buffer.concat([parse, bind, execute, SYNC]);
+}
+
+// ---------------------------------------------------------------- reading
+
+/** Reads NUL-terminated strings from a body; throws RangeError when a string is unterminated. */
+export class BodyReader {
+  private off: number;
+  constructor(private readonly buf: Buffer, start: number) {
+    this.off = start;
+  }
+  get remaining(): number {
+    return this.buf.length - this.off;
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.off);
+    if (end < 0) throw new RangeError('unterminated string');
+    const s = this.buf.toString('utf8', this.off, end);
+    this.off = end + 1;
+    return s;
+  }
+  int32(): number {
+    if (this.remaining < 4) throw new RangeError('truncated message');
+    const v = this.buf.readInt32BE(this.off);
+    this.off += 4;
+    return v;
+  }
+  bytes(n: number): Buffer {
+    if (n < 0 || this.remaining < n) throw new RangeError('truncated message');
+    // Copy: the caller may keep this past the life of the frame.
+    const b = Buffer.from(this.buf.subarray(this.off, this.off + n));
+    this.off += n;
+    return b;
+  }
+  rest(): Buffer {
+    return this.bytes(this.remaining);
+  }
+}
+
+export interface StartupPacket {
+  kind: 'startup';
+  major: number;
+  minor: number;
+  params: Map<string, string>;
+}
+export type UntypedPacket =
+  | StartupPacket
+  | { kind: 'ssl' }
+  | { kind: 'gssenc' }
+  | { kind: 'cancel'; pid: number; secret: number };
+
+/** Decode an untyped startup-phase packet (length word included). Throws RangeError on malformed input. */
+export function readUntypedPacket(pkt: Buffer): UntypedPacket {
+  if (pkt.length < 8) throw new RangeError('startup packet too short');
+  const code = pkt.readInt32BE(4);
+  if (code === SSL_REQUEST_CODE && pkt.length === 8) return { kind: 'ssl' };
+  if (code === GSSENC_REQUEST_CODE && pkt.length === 8) return { kind: 'gssenc' };
+  if (code === CANCEL_REQUEST_CODE) {
+    if (pkt.length !== 16) throw new RangeError('cancel request has the wrong length');
+    return { kind: 'cancel', pid: pkt.readInt32BE(8), secret: pkt.readInt32BE(12) };
+  }
+  const major = code >>> 16;
+  const minor = code & 0xffff;
+  const params = new Map<string, string>();
+  const r = new BodyReader(pkt, 8);
+  if (major === 3) {
+    for (;;) {
+      if (r.remaining === 0) throw new RangeError('startup packet lacks its terminator');
+      const name = r.cstring();
+      if (name === '') break;
+      params.set(name, r.cstring());
+    }
+    if (r.remaining !== 0) throw new RangeError('trailing bytes after the startup packet');
+  }
+  return { kind: 'startup', major, minor, params };
+}
+
+/** Authentication request subtype ('R' messages) and its payload. */
+export function readAuthentication(msg: Buffer): { code: number; data: Buffer } {
+  const code = msg.readInt32BE(5);
+  return { code, data: Buffer.from(msg.subarray(9)) };
+}
+
+export function readParameterStatus(msg: Buffer): [string, string] {
+  const r = new BodyReader(msg, 5);
+  return [r.cstring(), r.cstring()];
+}
+
+export function readBackendKeyData(msg: Buffer): { pid: number; secret: number } {
+  return { pid: msg.readInt32BE(5), secret: msg.readInt32BE(9) };
+}
+
+export function readReadyForQuery(msg: Buffer): TxStatus {
+  return String.fromCharCode(msg[5]!) as TxStatus;
+}
+
+/** Fields of an ErrorResponse or NoticeResponse, keyed by their one-letter codes. */
+export function readErrorFields(msg: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  let off = 5;
+  while (off < msg.length && msg[off] !== 0) {
+    const code = String.fromCharCode(msg[off]!);
+    const end = msg.indexOf(0, off + 1);
+    if (end < 0) break;
+    out.set(code, msg.toString('utf8', off + 1, end));
+    off = end + 1;
+  }
+  return out;
+}
+
+/** The password message body: for SASLInitialResponse, mechanism + data; otherwise the raw body. */
+export function readSASLInitialResponse(msg: Buffer): { mechanism: string; data: Buffer } {
+  const r = new BodyReader(msg, 5);
+  const mechanism = r.cstring();
+  const len = r.int32();
+  const data = len < 0 ? Buffer.alloc(0) : r.bytes(len);
+  return { mechanism, data };
+}
+
+export function readPasswordString(msg: Buffer): string {
+  return new BodyReader(msg, 5).cstring();
+}
+
+/** Text of every DataRow column (null for SQL NULL). */
+export function readDataRow(msg: Buffer): (string | null)[] {
+  const n = msg.readInt16BE(5);
+  const out: (string | null)[] = [];
+  let off = 7;
+  for (let i = 0; i < n; i++) {
+    const len = msg.readInt32BE(off);
+    off += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(msg.toString('utf8', off, off + len));
+      off += len;
+    }
+  }
+  return out;
+}
