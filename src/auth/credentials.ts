@@ -164,8 +164,8 @@ export class CredentialStore {
       .then((passwd) => {
         const secret = secretFromPasswd(passwd);
         const cred = passwd === null ? null : makeCredential(user, effectiveMethod(this.auth.method, secret), secret, 'query');
-        if (generation === this.generation) this.store(user, { passwd, cred, fetchedAt: startedAt, seq });
-        return cred;
+        if (generation !== this.generation) return cred;
+        return this.store(user, { passwd, cred, fetchedAt: startedAt, seq });
       })
       .finally(() => {
         if (this.inFlight.get(user) === p) this.inFlight.delete(user);
@@ -174,10 +174,17 @@ export class CredentialStore {
     return p;
   }
 
-  private store(user: string, entry: CacheEntry): void {
+  /** Caches an answer and returns the credential to hand out for it. */
+  private store(user: string, entry: CacheEntry): UserCredential | null {
     const old = this.cache.get(user);
-    if (old && old.seq > entry.seq) return;
-    if (old && old.passwd !== entry.passwd) this.forgetClientKeyUnlessValid(user, entry.cred);
+    if (old && old.seq > entry.seq) return entry.cred;
+    if (old && old.passwd === entry.passwd) {
+      // Unchanged: keep the existing object, so anything derived from it (e.g. a SCRAM verifier
+      // computed from a plain password) stays valid.
+      entry = { ...entry, cred: old.cred };
+    } else if (old) {
+      this.forgetClientKeyUnlessValid(user, entry.cred);
+    }
     // Re-insert so Map order is oldest-fetched first, which is what eviction drops.
     this.cache.delete(user);
     this.cache.set(user, entry);
@@ -186,6 +193,7 @@ export class CredentialStore {
       this.cache.delete(oldest);
       this.clientKeys.delete(oldest);
     }
+    return entry.cred;
   }
 
   /** The credential last known for a user, whether or not its cache time is up (for synchronous callers). */

@@ -107,7 +107,6 @@ const PROHIBITED_RE = new RegExp(
  * current Unicode version, not PostgreSQL's tables, which can differ for very new characters.
  */
 export function saslprep(password: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(password)) return password;
   const mapped = password.replace(NON_ASCII_SPACE_RE, ' ').replace(MAPPED_TO_NOTHING_RE, '');
   // PostgreSQL refuses to prepare a password that maps to nothing, and then uses the original.
@@ -242,6 +241,10 @@ export class ScramServerSession {
   private state: ServerState = { step: 'initial' };
 
   constructor(verifier: ScramVerifier, opts: { serverNonce?: string } = {}) {
+    if (verifier.storedKey.length !== KEY_LEN || verifier.serverKey.length !== KEY_LEN || verifier.salt.length === 0) {
+      throw new ScramError('invalid SCRAM verifier');
+    }
+    if (!Number.isSafeInteger(verifier.iterations) || verifier.iterations < 1) throw new ScramError('invalid SCRAM verifier');
     if (opts.serverNonce !== undefined && !PRINTABLE_RE.test(opts.serverNonce)) {
       throw new ScramError('server nonce must be printable ASCII without commas');
     }

@@ -3,9 +3,9 @@
 import crypto from 'node:crypto';
 import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE, authFailed } from '../protocol/errors.js';
-import { ScramServerSession, ScramError, mockVerifier, makeScramVerifier, parseScramVerifier, saltedPassword, type ScramVerifier } from '../auth/scram.js';
+import { ScramServerSession, ScramError, mockVerifier, saltedPassword } from '../auth/scram.js';
 import { md5PasswordHash, verifyMd5Response } from '../auth/md5.js';
-import type { UserCredential } from '../auth/credentials.js';
+import { scramVerifierFor, verifyCleartextPassword, type UserCredential } from '../auth/credentials.js';
 import type { AuthMethod } from '../config/types.js';
 
 export type AuthStep =
@@ -18,25 +18,6 @@ export interface ClientAuthOptions {
   defaultMethod: AuthMethod;
   /** Secret that makes the fake exchange for unknown users look the same every time. */
   mockSecret: Buffer;
-}
-
-// Verifiers derived from configured plain passwords: PBKDF2 is deliberately slow, so do it once per password.
-const derived = new Map<string, ScramVerifier>();
-function verifierForPassword(user: string, password: string): ScramVerifier {
-  const key = crypto.createHash('sha256').update(user).update('\0').update(password).digest('base64');
-  let v = derived.get(key);
-  if (!v) {
-    v = parseScramVerifier(makeScramVerifier(password))!;
-    if (derived.size > 10_000) derived.clear();
-    derived.set(key, v);
-  }
-  return v;
-}
-
-function timingSafeStringEqual(a: string, b: string): boolean {
-  const ha = crypto.createHash('sha256').update(a).digest();
-  const hb = crypto.createHash('sha256').update(b).digest();
-  return crypto.timingSafeEqual(ha, hb);
 }
 
 export class ClientAuthenticator {
@@ -106,7 +87,8 @@ export class ClientAuthenticator {
     } catch (e) {
       if (e instanceof ScramError || e instanceof RangeError) {
         this.stage = 'done';
-        const error = new PgError(SQLSTATE.PROTOCOL_VIOLATION, `malformed authentication message: ${e.message}`);
+        const code = e instanceof ScramError ? e.sqlstate : SQLSTATE.PROTOCOL_VIOLATION;
+        const error = new PgError(code, `malformed authentication message: ${e.message}`);
         return { send: [], done: 'fail', error, reason: 'malformed authentication message' };
       }
       throw e;
@@ -119,15 +101,13 @@ export class ClientAuthenticator {
   }
 
   private checkCleartext(password: string): AuthStep {
-    const secret = this.cred?.secret;
-    if (!secret) return this.fail(this.cred ? 'user has no password' : 'unknown user');
-    if (secret.kind === 'password') return timingSafeStringEqual(password, secret.password) ? this.ok() : this.fail('wrong password');
-    if (secret.kind === 'md5') return timingSafeStringEqual(md5PasswordHash(this.user, password), secret.hash) ? this.ok() : this.fail('wrong password');
-    const v = secret.verifier;
-    const salted = saltedPassword(password, v.salt, v.iterations);
-    const clientKey = crypto.createHmac('sha256', salted).update('Client Key').digest();
-    const stored = crypto.createHash('sha256').update(clientKey).digest();
-    return crypto.timingSafeEqual(stored, v.storedKey) ? this.ok([], clientKey) : this.fail('wrong password');
+    const cred = this.cred;
+    if (!cred?.secret) return this.fail(cred ? 'user has no password' : 'unknown user');
+    if (!verifyCleartextPassword(cred, password)) return this.fail('wrong password');
+    if (cred.secret.kind !== 'scram') return this.ok();
+    // Only a verifier is stored: keep the ClientKey so the gateway can log in to the server as this user.
+    const v = cred.secret.verifier;
+    return this.ok([], crypto.createHmac('sha256', saltedPassword(password, v.salt, v.iterations)).update('Client Key').digest());
   }
 
   private checkMd5(response: string): AuthStep {
@@ -145,11 +125,8 @@ export class ClientAuthenticator {
       const error = new PgError(SQLSTATE.PROTOCOL_VIOLATION, `client selected an invalid SASL authentication mechanism "${mechanism}"`);
       return { send: [], done: 'fail', error, reason: 'bad SASL mechanism' };
     }
-    const secret = this.cred?.secret;
-    let verifier: ScramVerifier;
-    if (secret?.kind === 'scram') verifier = secret.verifier;
-    else if (secret?.kind === 'password') verifier = verifierForPassword(this.user, secret.password);
-    else verifier = mockVerifier(this.user, this.opts.mockSecret); // unknown user, or no usable secret: fails at the end
+    // An unknown user, or one without a usable secret, runs against a mock verifier and fails at the end.
+    const verifier = (this.cred && scramVerifierFor(this.cred)) ?? mockVerifier(this.user, this.opts.mockSecret);
     this.scram = new ScramServerSession(verifier);
     const serverFirst = this.scram.handleClientFirst(data);
     this.stage = 'sasl-final';
