@@ -240,6 +240,18 @@ test('idle server connections are closed after pool.idle_timeout_ms', async () =
   assert.equal(gw.pools.stats().reduce((n, p) => n + p.idle, 0), 0);
 });
 
+test('a server connection older than pool.lifetime_ms is closed when released, not reused', async () => {
+  const gw = await gateway({ pool: { size: 1, lifetime_ms: 200 } });
+  const a = await client(gw);
+  const pidA = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p;
+  await new Promise((r) => setTimeout(r, 300));
+  await a.end();
+  const b = await client(gw);
+  const pidB = (await b.query('SELECT pg_backend_pid() AS p')).rows[0].p;
+  assert.notEqual(pidB, pidA);
+  await b.end();
+});
+
 test('malformed and oversized messages get an ErrorResponse with a SQLSTATE and a disconnect; other clients carry on', async () => {
   const gw = await gateway({
     listen: { max_message_bytes: 4096 },
