@@ -32,8 +32,8 @@ export interface ParseOptions {
 
 export const ENV_PREFIX = 'SWITCHYARD_';
 /** SWITCHYARD_* variables that are not overrides (the CLI reads SWITCHYARD_CONFIG as the config file path). */
-/** SWITCHYARD_* variables with other meanings: the config file path, the PostgreSQL binaries the sandbox uses, test logging. */
-export const ENV_NOT_OVERRIDES: ReadonlySet<string> = new Set(['SWITCHYARD_CONFIG', 'SWITCHYARD_PG_BIN', 'SWITCHYARD_TEST_LOG']);
+/** SWITCHYARD_* variables with other meanings: the config file path, where the harness finds PostgreSQL and keeps its data, test logging. */
+export const ENV_NOT_OVERRIDES: ReadonlySet<string> = new Set(['SWITCHYARD_CONFIG', 'SWITCHYARD_PG_BIN', 'SWITCHYARD_PG_TMPDIR', 'SWITCHYARD_TEST_LOG']);
 
 export const REDACTED = '[redacted]';
 

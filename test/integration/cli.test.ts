@@ -124,6 +124,12 @@ test('start: refuses a bad config before listening; serves a good one; SIGTERM s
   assert.equal(await exited, 0);
 });
 
+test('sandbox: without PostgreSQL server binaries it says how to install them and exits non-zero', async () => {
+  const r = await run(['sandbox', '--port', '0'], { SWITCHYARD_PG_BIN: '/nonexistent' });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /apt-get install -y postgresql-15/);
+});
+
 test('sandbox: prints a ready line whose URL psql can use, serves the admin URL, and leaves nothing behind on SIGTERM', async (t) => {
   const dir = tmpdir(t);
   const data = path.join(dir, 'sandbox');

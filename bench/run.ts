@@ -1,0 +1,1063 @@
+// switchyard benchmark: pgbench straight at PostgreSQL vs through switchyard vs through PgBouncer.
+//
+//   npm run bench -- [--seconds N] [--clients N] [--scale N] [--rounds N]
+//                    [--protocol simple|extended|prepared] [--scenario select-only|tpcb-like|all]
+//                    [--mode session] [--pool-size N] [--json FILE]
+//
+// One throw-away PostgreSQL 15 primary (test/harness/pg-cluster.ts), pgbench tables at --scale, the
+// gateway in its own node process (bench/gateway-process.ts), PgBouncer when /usr/sbin/pgbouncer (or
+// pgbouncer on PATH) exists. Rounds are interleaved: every round runs every scenario against every
+// target, the target order rotating per round. See bench/README.md.
+
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { findPgBin, startCluster, type PgCluster } from '../test/harness/pg-cluster.js';
+import { ERROR_MARK, READY_MARK, SPEC_ENV, type GatewayProcessSpec } from './gateway-ipc.js';
+
+const HOST = '127.0.0.1';
+const DATABASE = 'postgres';
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+type Scenario = 'select-only' | 'tpcb-like';
+type Target = 'direct' | 'switchyard' | 'pgbouncer';
+type Protocol = 'simple' | 'extended' | 'prepared';
+
+const ALL_SCENARIOS: Scenario[] = ['select-only', 'tpcb-like'];
+const ALL_TARGETS: Target[] = ['direct', 'switchyard', 'pgbouncer'];
+
+interface Options {
+  seconds: number;
+  clients: number;
+  jobs: number;
+  scale: number;
+  rounds: number;
+  protocol: Protocol;
+  scenarios: Scenario[];
+  mode: 'session';
+  poolSize: number;
+  json?: string;
+  noPgbouncer: boolean;
+}
+
+const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- [options])
+  --seconds N      pgbench -T per run (default 10)
+  --clients N      pgbench -c (default 20; -j is min(2, clients))
+  --scale N        pgbench -i -s (default 10)
+  --rounds N       interleaved rounds; the median TPS is reported (default 3)
+  --protocol P     simple | extended | prepared (pgbench -M, default simple)
+  --scenario S     select-only | tpcb-like | all (default all)
+  --mode M         pool mode of both proxies: session (the only one for now)
+  --pool-size N    switchyard pool.size = max_db_connections = PgBouncer default_pool_size
+                   (default: --clients, so no client ever waits for a server connection)
+  --json FILE      also write the results as JSON
+  --no-pgbouncer   skip PgBouncer even when it is installed
+  -h, --help       this text`;
+
+function positiveInt(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): Options | null {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        seconds: { type: 'string' },
+        clients: { type: 'string' },
+        scale: { type: 'string' },
+        rounds: { type: 'string' },
+        protocol: { type: 'string' },
+        scenario: { type: 'string' },
+        mode: { type: 'string' },
+        'pool-size': { type: 'string' },
+        json: { type: 'string' },
+        'no-pgbouncer': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) return null;
+  const protocol = values.protocol ?? 'simple';
+  if (protocol !== 'simple' && protocol !== 'extended' && protocol !== 'prepared') {
+    throw new UsageError(`--protocol must be simple, extended or prepared, got ${JSON.stringify(protocol)}`);
+  }
+  const scenario = values.scenario ?? 'all';
+  let scenarios: Scenario[];
+  if (scenario === 'all') scenarios = ALL_SCENARIOS;
+  else if (scenario === 'select-only' || scenario === 'tpcb-like') scenarios = [scenario];
+  else throw new UsageError(`--scenario must be select-only, tpcb-like or all, got ${JSON.stringify(scenario)}`);
+  const mode = values.mode ?? 'session';
+  if (mode !== 'session') throw new UsageError(`--mode: only session is supported for now, got ${JSON.stringify(mode)}`);
+  const clients = positiveInt('clients', values.clients, 20);
+  return {
+    seconds: positiveInt('seconds', values.seconds, 10),
+    clients,
+    jobs: Math.min(2, clients),
+    scale: positiveInt('scale', values.scale, 10),
+    rounds: positiveInt('rounds', values.rounds, 3),
+    protocol,
+    scenarios,
+    mode,
+    poolSize: positiveInt('pool-size', values['pool-size'], clients),
+    json: values.json,
+    noPgbouncer: values['no-pgbouncer'] ?? false,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function log(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, HOST, () => {
+      const p = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: HOST, port });
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Environment for libpq tools: no inherited PG* settings, our password. */
+function pgEnv(password: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
+  return { ...env, PGPASSWORD: password, PGCONNECT_TIMEOUT: '10', LC_ALL: 'C' };
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Run a tool to completion, tracking the child so an interrupt can kill it. */
+function runTool(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    state.tools.add(child);
+    writePidFile();
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+      clearTimeout(timer);
+      state.tools.delete(child);
+      writePidFile();
+      resolve({ code, signal, stdout, stderr, timedOut });
+    };
+    child.once('error', (e) => {
+      stderr += `\n${errText(e)}`;
+      finish(null, null);
+    });
+    child.once('close', finish);
+  });
+}
+
+function lastLines(s: string, n = 15): string {
+  return s.trimEnd().split('\n').slice(-n).join('\n');
+}
+
+function indent(s: string, prefix = '    '): string {
+  return s
+    .split('\n')
+    .map((l) => prefix + l)
+    .join('\n');
+}
+
+let clkTck = 100;
+try {
+  clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+} catch {
+  // keep 100 (the Linux default)
+}
+
+/** utime+stime of a process in seconds, or undefined. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / clkTck;
+  } catch {
+    return undefined;
+  }
+}
+
+/** [busy, total] jiffies of the whole machine. */
+function hostCpu(): [number, number] | undefined {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return [total - idle, total];
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Process bookkeeping and cleanup
+// ---------------------------------------------------------------------------
+
+interface State {
+  dir?: string;
+  cluster?: PgCluster;
+  gateway?: ChildProcess;
+  gatewayExited?: Promise<void>;
+  pgbouncer?: ChildProcess;
+  pgbouncerExited?: Promise<void>;
+  watchdog?: ChildProcess;
+  tools: Set<ChildProcess>;
+  cleaning?: Promise<void>;
+  interrupted: boolean;
+}
+
+const state: State = { tools: new Set(), interrupted: false };
+
+// Detached watchdog: if this process dies without cleaning up (SIGKILL), kill the gateway,
+// PgBouncer and pgbench processes listed in the pid file and remove the temp dir. (The cluster
+// has a watchdog of its own, see test/harness/pg-cluster.ts.)
+const WATCHDOG_SH = `
+P=$1; D=$2; F=$3
+trap 'exit 0' TERM
+while kill -0 "$P" 2>/dev/null; do sleep 1; done
+for p in $(cat "$F" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+rm -rf "$D"
+`;
+
+function pidFile(): string | undefined {
+  return state.dir ? path.join(state.dir, '.bench-pids') : undefined;
+}
+
+function ourPids(): number[] {
+  const procs = [state.gateway, state.pgbouncer, ...state.tools];
+  return procs.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
+}
+
+function writePidFile(): void {
+  const f = pidFile();
+  if (!f) return;
+  try {
+    fs.writeFileSync(f, ourPids().join('\n') + '\n');
+  } catch {
+    // dir already gone
+  }
+}
+
+function startWatchdog(dir: string): void {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SH, 'switchyard-bench-watchdog', String(process.pid), dir, pidFile()!], {
+    detached: true,
+    stdio: 'ignore',
+    cwd: '/',
+  });
+  child.on('error', () => {});
+  child.unref();
+  state.watchdog = child;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+}
+
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms)))]);
+  clearTimeout(t);
+  return r;
+}
+
+async function stopChild(child: ChildProcess | undefined, done: Promise<void> | undefined, sig: NodeJS.Signals): Promise<void> {
+  if (!child || !done) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    child.kill(sig);
+  } catch {
+    // gone
+  }
+  if (await within(done, 5000)) return;
+  try {
+    child.kill('SIGKILL');
+  } catch {
+    // gone
+  }
+  await within(done, 5000);
+}
+
+function cleanup(): Promise<void> {
+  state.cleaning ??= (async () => {
+    for (const t of state.tools) t.kill('SIGKILL');
+    await Promise.all([
+      stopChild(state.gateway, state.gatewayExited, 'SIGTERM'),
+      // SIGINT = PgBouncer's "safe shutdown" would wait for clients; SIGTERM closes everything now.
+      stopChild(state.pgbouncer, state.pgbouncerExited, 'SIGTERM'),
+    ]);
+    if (state.cluster) {
+      try {
+        await state.cluster.destroy();
+      } catch (e) {
+        log(`warning: cluster shutdown: ${errText(e)}`);
+      }
+    }
+    if (state.dir) fs.rmSync(state.dir, { recursive: true, force: true, maxRetries: 3 });
+    if (state.watchdog?.pid) {
+      const wd = state.watchdog;
+      const done = exited(wd);
+      try {
+        process.kill(wd.pid!, 'SIGTERM');
+      } catch {
+        // gone
+      }
+      if (!(await within(done, 3000))) {
+        try {
+          process.kill(wd.pid!, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+  })();
+  return state.cleaning;
+}
+
+/** Last resort on process exit: nothing async runs any more. */
+function killSync(): void {
+  for (const p of ourPids()) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  if (state.dir) {
+    try {
+      fs.rmSync(state.dir, { recursive: true, force: true });
+    } catch {
+      // the watchdog retries
+    }
+  }
+  // (the cluster's own 'exit' hook kills the servers)
+}
+
+function installSignalHandlers(): void {
+  // Installed before startCluster(), so the harness leaves SIGINT/SIGTERM to us (it only installs
+  // its handlers when nobody listens) and we can stop proxies before the servers.
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
+    process.on(sig, () => {
+      if (state.interrupted) {
+        log(`\n${sig} again: killing everything now`);
+        process.exit(code);
+      }
+      state.interrupted = true;
+      log(`\n${sig}: stopping, cleaning up (press Ctrl-C again to force)`);
+      const force = setTimeout(() => process.exit(code), 20_000);
+      void cleanup().finally(() => {
+        clearTimeout(force);
+        process.exit(code);
+      });
+    });
+  }
+  process.on('exit', killSync);
+}
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+interface ProcessOwner {
+  uid: number;
+  gid: number;
+}
+
+function postgresOwner(): ProcessOwner | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error('cannot look up the postgres OS user');
+  return { uid, gid };
+}
+
+interface LogSummary {
+  file: string;
+  lines: number;
+  problems: number;
+  samples: string[];
+}
+
+function noteProblem(sum: LogSummary, line: string): void {
+  sum.problems++;
+  if (sum.samples.length < 8 && !sum.samples.includes(line)) sum.samples.push(line);
+}
+
+interface GatewayHandle {
+  port: number;
+  pid: number;
+  log: LogSummary;
+  exitInfo: () => string | undefined;
+}
+
+const PINO_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Options): Promise<GatewayHandle> {
+  const script = fileURLToPath(new URL('./gateway-process.js', import.meta.url));
+  if (!fs.existsSync(script)) throw new Error(`${script} is missing; build first (npx tsc -p .)`);
+  const spec: GatewayProcessSpec = {
+    primary: { host: cluster.primary.host, port: cluster.primary.port },
+    superuser: cluster.superuser,
+    superuserPassword: cluster.superuserPassword,
+    overrides: {
+      pool: { mode: opts.mode, size: opts.poolSize, max_db_connections: opts.poolSize },
+      // warnings and errors only: a per-connection info log would be extra work PgBouncer is not asked to do
+      log: { level: 'warn' },
+    },
+  };
+  const logFile = path.join(dir, 'switchyard.log');
+  const sum: LogSummary = { file: logFile, lines: 0, problems: 0, samples: [] };
+  const out = fs.openSync(logFile, 'a'); // left open: closes with this process
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, [SPEC_ENV]: JSON.stringify(spec) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true, // Ctrl-C reaches only the driver, which stops things in order
+    cwd: dir,
+  });
+  state.gateway = child;
+  state.gatewayExited = exited(child);
+  writePidFile();
+  let exitDesc: string | undefined;
+  void state.gatewayExited.then(() => {
+    exitDesc = `switchyard process exited (code ${child.exitCode}, signal ${child.signalCode})`;
+  });
+
+  let resolveReady!: (v: { port: number; pid: number }) => void;
+  let rejectReady!: (e: Error) => void;
+  const ready = new Promise<{ port: number; pid: number }>((res, rej) => {
+    resolveReady = res;
+    rejectReady = rej;
+  });
+  const onLine = (line: string, stream: 'stdout' | 'stderr'): void => {
+    if (line.startsWith(READY_MARK + ' ')) return resolveReady(JSON.parse(line.slice(READY_MARK.length + 1)) as { port: number; pid: number });
+    if (line.startsWith(ERROR_MARK + ' ')) return rejectReady(new Error(`switchyard did not start: ${line.slice(ERROR_MARK.length + 1)}`));
+    sum.lines++;
+    try {
+      fs.writeSync(out, `${stream === 'stderr' ? '[stderr] ' : ''}${line}\n`);
+    } catch {
+      // closed
+    }
+    if (stream === 'stderr') return noteProblem(sum, `[stderr] ${line}`);
+    try {
+      const rec = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string } };
+      if ((rec.level ?? 0) >= 40) {
+        const lvl = PINO_LEVELS[rec.level!] ?? String(rec.level);
+        noteProblem(sum, `${lvl}: ${rec.msg ?? ''}${rec.err?.message ? ` (${rec.err.message})` : ''}`.slice(0, 300));
+      }
+    } catch {
+      noteProblem(sum, line.slice(0, 300));
+    }
+  };
+  readline.createInterface({ input: child.stdout! }).on('line', (l) => onLine(l, 'stdout'));
+  readline.createInterface({ input: child.stderr! }).on('line', (l) => onLine(l, 'stderr'));
+  child.stdin!.on('error', () => {}); // EPIPE if it died
+  void state.gatewayExited.then(() => rejectReady(new Error(`switchyard process exited during startup (code ${child.exitCode}); see ${logFile}`)));
+
+  const timeout = setTimeout(() => rejectReady(new Error('switchyard did not report ready within 20 s')), 20_000);
+  try {
+    const r = await ready;
+    return { port: r.port, pid: child.pid!, log: sum, exitInfo: () => exitDesc };
+  } catch (e) {
+    if (sum.samples.length) throw new Error(`${errText(e)}\n${indent(sum.samples.join('\n'))}`);
+    throw e;
+  } finally {
+    clearTimeout(timeout);
+  }
+}
+
+function findPgbouncer(): string | undefined {
+  for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer', '/usr/local/sbin/pgbouncer']) {
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  try {
+    return execFileSync('sh', ['-c', 'command -v pgbouncer'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function toolVersion(file: string): string {
+  try {
+    return execFileSync(file, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().split('\n')[0]!.trim();
+  } catch (e) {
+    return `unknown (${errText(e)})`;
+  }
+}
+
+interface PgbouncerHandle {
+  port: number;
+  pid: number;
+  log: LogSummary;
+  exitInfo: () => string | undefined;
+}
+
+function iniValue(s: string): string {
+  if (/[\s;#'"]/.test(s)) throw new Error(`unexpected characters in PgBouncer setting ${JSON.stringify(s)}`);
+  return s;
+}
+
+async function startPgbouncer(bin: string, cluster: PgCluster, dir: string, opts: Options, owner: ProcessOwner | undefined): Promise<PgbouncerHandle> {
+  const port = await freePort();
+  const q = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+  const userlist = path.join(dir, 'userlist.txt');
+  const logfile = path.join(dir, 'pgbouncer.log');
+  const ini = path.join(dir, 'pgbouncer.ini');
+  const write = (file: string, text: string): void => {
+    fs.writeFileSync(file, text, { mode: 0o600 });
+    if (owner) fs.chownSync(file, owner.uid, owner.gid);
+  };
+  write(userlist, `${q(cluster.superuser)} ${q(cluster.superuserPassword)}\n`);
+  write(
+    ini,
+    [
+      '; generated by bench/run.ts',
+      '[databases]',
+      `* = host=${cluster.primary.host} port=${cluster.primary.port}`,
+      '',
+      '[pgbouncer]',
+      `listen_addr = ${HOST}`,
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = scram-sha-256',
+      `auth_file = ${iniValue(userlist)}`,
+      `pool_mode = ${opts.mode}`,
+      `default_pool_size = ${opts.poolSize}`,
+      'min_pool_size = 0',
+      'reserve_pool_size = 0',
+      'max_client_conn = 1000',
+      `logfile = ${iniValue(logfile)}`,
+      'log_connections = 0',
+      'log_disconnections = 0',
+      'server_tls_sslmode = disable',
+      '',
+    ].join('\n'),
+  );
+  fs.writeFileSync(logfile, '');
+  if (owner) fs.chownSync(logfile, owner.uid, owner.gid);
+  const child = spawn(bin, [ini], {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+    ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+  });
+  state.pgbouncer = child;
+  state.pgbouncerExited = exited(child);
+  writePidFile();
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 20_000) stderr += d;
+  });
+  let exitDesc: string | undefined;
+  void state.pgbouncerExited.then(() => (exitDesc = `pgbouncer exited (code ${child.exitCode}, signal ${child.signalCode})`));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (exitDesc) throw new Error(`${exitDesc} during startup:\n${indent(lastLines(stderr || readFileSafe(logfile)))}`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) throw new Error(`pgbouncer not listening on ${port} after 15 s:\n${indent(lastLines(readFileSafe(logfile)))}`);
+    await sleep(50);
+  }
+  return { port, pid: child.pid!, log: { file: logfile, lines: 0, problems: 0, samples: [] }, exitInfo: () => exitDesc };
+}
+
+function readFileSafe(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** WARNING/ERROR/FATAL lines of a log file (PgBouncer's, the server's). */
+function scanLog(file: string, from = 0): LogSummary {
+  const sum: LogSummary = { file, lines: 0, problems: 0, samples: [] };
+  let text = readFileSafe(file);
+  text = text.slice(from);
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    sum.lines++;
+    if (/\b(WARNING|ERROR|FATAL|PANIC)\b/.test(line)) noteProblem(sum, line.slice(0, 300));
+  }
+  return sum;
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// pgbench
+// ---------------------------------------------------------------------------
+
+interface PgbenchRun {
+  round: number;
+  scenario: Scenario;
+  target: Target;
+  port: number;
+  exitCode: number | null;
+  signal: string | null;
+  tps?: number;
+  latencyMs?: number;
+  failed?: number;
+  processed?: number;
+  /** utime+stime of the proxy over the run, as % of one core */
+  proxyCpuPct?: number;
+  /** whole machine busy %, all cores */
+  hostCpuPct?: number;
+  wallSeconds: number;
+  ok: boolean;
+  problem?: string;
+  /** pgbench stderr lines that report errors */
+  errors: string[];
+}
+
+function pgbenchArgs(opts: Options, scenario: Scenario, port: number | string, user: string): string[] {
+  return [
+    '-h', HOST,
+    '-p', String(port),
+    '-U', user,
+    '-M', opts.protocol,
+    '-c', String(opts.clients),
+    '-j', String(opts.jobs),
+    '-T', String(opts.seconds),
+    ...(scenario === 'select-only' ? ['-S'] : []),
+    DATABASE,
+  ];
+}
+
+function parsePgbench(out: string): { tps?: number; latencyMs?: number; failed?: number; processed?: number } {
+  const num = (re: RegExp): number | undefined => {
+    const m = re.exec(out);
+    return m ? Number(m[1]) : undefined;
+  };
+  return {
+    tps: num(/^tps = ([\d.]+) \(without initial connection time\)/m),
+    latencyMs: num(/^latency average = ([\d.]+) ms/m),
+    failed: num(/^number of failed transactions: (\d+)/m),
+    processed: num(/^number of transactions actually processed: (\d+)/m),
+  };
+}
+
+async function runPgbench(
+  pgbench: string,
+  opts: Options,
+  cluster: PgCluster,
+  round: number,
+  scenario: Scenario,
+  target: Target,
+  port: number,
+  proxyPid: number | undefined,
+): Promise<PgbenchRun> {
+  const args = pgbenchArgs(opts, scenario, port, cluster.superuser);
+  const cpu0 = cpuSeconds(proxyPid);
+  const host0 = hostCpu();
+  const t0 = process.hrtime.bigint();
+  const r = await runTool(pgbench, args, pgEnv(cluster.superuserPassword), (opts.seconds + 120) * 1000);
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu1 = cpuSeconds(proxyPid);
+  const host1 = hostCpu();
+  const parsed = parsePgbench(r.stdout);
+  const run: PgbenchRun = {
+    round,
+    scenario,
+    target,
+    port,
+    exitCode: r.code,
+    signal: r.signal,
+    ...parsed,
+    proxyCpuPct: cpu0 !== undefined && cpu1 !== undefined ? ((cpu1 - cpu0) / wall) * 100 : undefined,
+    hostCpuPct: host0 && host1 && host1[1] > host0[1] ? ((host1[0] - host0[0]) / (host1[1] - host0[1])) * 100 : undefined,
+    wallSeconds: wall,
+    ok: true,
+    errors: r.stderr
+      .split('\n')
+      .filter((l) => /error|abort|fatal|could not|failed/i.test(l))
+      .map((l) => l.trim())
+      .slice(0, 20),
+  };
+  const problems: string[] = [];
+  if (r.timedOut) problems.push('pgbench timed out and was killed');
+  if (r.code !== 0) problems.push(`pgbench exit status ${r.code ?? 'none'}${r.signal ? ` (signal ${r.signal})` : ''}`);
+  if (parsed.tps === undefined) problems.push('no "tps = ... (without initial connection time)" line in the output');
+  if (parsed.failed === undefined) problems.push('no "number of failed transactions" line in the output');
+  else if (parsed.failed > 0) problems.push(`${parsed.failed} failed transactions`);
+  if (problems.length) {
+    run.ok = false;
+    run.problem = problems.join('; ');
+    const detail = lastLines([r.stderr.trim(), r.stdout.trim()].filter(Boolean).join('\n'), 25);
+    if (detail) run.problem += `\n${indent(detail, '      | ')}`;
+  }
+  return run;
+}
+
+// ---------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------
+
+interface Summary {
+  scenario: Scenario;
+  target: Target;
+  tpsMedian: number;
+  latencyMsMedian: number;
+  failed: number;
+  badRuns: number;
+  proxyCpuPctMedian?: number;
+  tpsRuns: number[];
+}
+
+function fmt(n: number | undefined, digits = 1): string {
+  return n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits);
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || !(b > 0) || Number.isNaN(a) ? 'n/a' : (a / b).toFixed(3);
+}
+
+function table(rows: string[][], rightAlign: boolean[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r, ri) => {
+      const line = r.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+      return ri === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
+    })
+    .join('\n');
+}
+
+function summarize(runs: PgbenchRun[], scenarios: Scenario[], targets: Target[]): Summary[] {
+  const out: Summary[] = [];
+  for (const scenario of scenarios) {
+    for (const target of targets) {
+      const rs = runs.filter((r) => r.scenario === scenario && r.target === target);
+      if (!rs.length) continue;
+      const withTps = rs.filter((r) => r.tps !== undefined);
+      const cpu = rs.map((r) => r.proxyCpuPct).filter((x): x is number => x !== undefined);
+      out.push({
+        scenario,
+        target,
+        tpsMedian: median(withTps.map((r) => r.tps!)),
+        latencyMsMedian: median(rs.filter((r) => r.latencyMs !== undefined).map((r) => r.latencyMs!)),
+        failed: rs.reduce((a, r) => a + (r.failed ?? 0), 0),
+        badRuns: rs.filter((r) => !r.ok).length,
+        proxyCpuPctMedian: cpu.length ? median(cpu) : undefined,
+        tpsRuns: rs.sort((a, b) => a.round - b.round).map((r) => r.tps ?? NaN),
+      });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  let opts: Options | null;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${e.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (!opts) {
+    log(USAGE);
+    return 0;
+  }
+
+  const pgBin = findPgBin();
+  if (!pgBin) throw new Error('PostgreSQL 15 binaries not found (see test/harness/pg-cluster.ts findPgBin)');
+  const pgbench = [path.join(pgBin, 'pgbench'), '/usr/lib/postgresql/15/bin/pgbench', '/usr/bin/pgbench'].find((p) => fs.existsSync(p));
+  if (!pgbench) throw new Error(`pgbench not found in ${pgBin}`);
+  const psql = path.join(pgBin, 'psql');
+  const pgbouncerBin = opts.noPgbouncer ? undefined : findPgbouncer();
+
+  const cores = os.cpus().length;
+  log('switchyard benchmark');
+  log(`  machine:    ${cores} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load avg ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  log(`  pgbench:    ${toolVersion(pgbench)} (${pgbench})`);
+  log(`  postgres:   ${toolVersion(path.join(pgBin, 'postgres'))}`);
+  log(`  pgbouncer:  ${pgbouncerBin ? `${toolVersion(pgbouncerBin)} (${pgbouncerBin})` : `${opts.noPgbouncer ? 'skipped (--no-pgbouncer)' : 'not installed'}: no PgBouncer column (ratios vs PgBouncer are n/a)`}`);
+  log(`  node:       ${process.version}`);
+  log(
+    `  settings:   ${opts.seconds} s per run, ${opts.clients} clients / ${opts.jobs} threads, scale ${opts.scale}, ${opts.rounds} round(s), ` +
+      `protocol ${opts.protocol}, pool mode ${opts.mode}, pool size ${opts.poolSize}, scenarios ${opts.scenarios.join(', ')}`,
+  );
+
+  installSignalHandlers();
+  const owner = postgresOwner();
+  state.dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-bench-')));
+  if (owner) {
+    fs.chmodSync(state.dir, 0o711);
+    fs.chownSync(state.dir, owner.uid, owner.gid);
+  }
+  startWatchdog(state.dir);
+
+  // --- PostgreSQL ---
+  const t0 = Date.now();
+  // direct clients + the idle server connections both proxies keep + pgbench's extra connection, with headroom
+  const maxConnections = Math.max(200, opts.clients + 2 * opts.poolSize + 50);
+  log(`\nstarting PostgreSQL 15 (max_connections ${maxConnections}) ...`);
+  const cluster = await startCluster({ replicas: 0, conf: { max_connections: maxConnections } });
+  state.cluster = cluster;
+  if (state.interrupted) return 130;
+  log(`  primary on ${cluster.primary.host}:${cluster.primary.port} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  const serverLogStart = fileSize(cluster.primary.logFile);
+
+  log(`initialising pgbench tables (pgbench -i -s ${opts.scale}) ...`);
+  const t1 = Date.now();
+  const init = await runTool(
+    pgbench,
+    ['-i', '-s', String(opts.scale), '-h', HOST, '-p', String(cluster.primary.port), '-U', cluster.superuser, DATABASE],
+    pgEnv(cluster.superuserPassword),
+    30 * 60_000,
+  );
+  if (state.interrupted) return 130;
+  if (init.code !== 0) throw new Error(`pgbench -i failed (exit ${init.code}):\n${indent(lastLines(init.stderr + init.stdout))}`);
+  log(`  done (${((Date.now() - t1) / 1000).toFixed(1)} s)`);
+
+  // --- proxies ---
+  log('starting switchyard in its own node process ...');
+  const gw = await startGatewayProcess(cluster, state.dir, opts);
+  if (state.interrupted) return 130;
+  log(`  switchyard on ${HOST}:${gw.port} (pid ${gw.pid})`);
+
+  let bouncer: PgbouncerHandle | undefined;
+  if (pgbouncerBin) {
+    log(`starting PgBouncer${owner ? ' (as the postgres OS user)' : ''} ...`);
+    bouncer = await startPgbouncer(pgbouncerBin, cluster, state.dir, opts, owner);
+    if (state.interrupted) return 130;
+    log(`  pgbouncer on ${HOST}:${bouncer.port} (pid ${bouncer.pid})`);
+  } else {
+    log(`PgBouncer ${opts.noPgbouncer ? 'skipped (--no-pgbouncer)' : 'not installed (no pgbouncer binary)'}: no PgBouncer column`);
+  }
+
+  const targets: Target[] = ALL_TARGETS.filter((t) => t !== 'pgbouncer' || bouncer);
+  const portOf: Record<Target, number | undefined> = { direct: cluster.primary.port, switchyard: gw.port, pgbouncer: bouncer?.port };
+  const pidOf: Record<Target, number | undefined> = { direct: undefined, switchyard: gw.pid, pgbouncer: bouncer?.pid };
+
+  // --- sanity: every target answers a query on the pgbench tables ---
+  for (const t of targets) {
+    const r = await runTool(
+      psql,
+      ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', HOST, '-p', String(portOf[t]), '-U', cluster.superuser, '-d', DATABASE, '-c', 'SELECT count(*) FROM pgbench_branches'],
+      pgEnv(cluster.superuserPassword),
+      30_000,
+    );
+    if (state.interrupted) return 130;
+    if (r.code !== 0 || r.stdout.trim() !== String(opts.scale)) {
+      throw new Error(`sanity query through ${t} (port ${portOf[t]}) failed: exit ${r.code}, output ${JSON.stringify(r.stdout.trim())}\n${indent(lastLines(r.stderr))}`);
+    }
+  }
+
+  log('\npgbench command (PGPASSWORD set; only -p differs between targets):');
+  for (const s of opts.scenarios) log(`  ${s.padEnd(11)}  ${[pgbench, ...pgbenchArgs(opts, s, 'PORT', cluster.superuser)].join(' ')}`);
+  log(`  PORT: ${targets.map((t) => `${t} ${portOf[t]}`).join(', ')}`);
+
+  // --- interleaved rounds ---
+  const runs: PgbenchRun[] = [];
+  const totalRuns = opts.rounds * opts.scenarios.length * targets.length;
+  log(`\n${totalRuns} runs of ${opts.seconds} s (about ${Math.ceil((totalRuns * (opts.seconds + 2)) / 60)} min)`);
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+    for (const scenario of opts.scenarios) {
+      for (const target of order) {
+        if (state.interrupted) return 130;
+        for (const h of [gw, bouncer]) {
+          const why = h?.exitInfo();
+          if (why) throw new Error(`${why} before round ${round + 1} ${scenario}`);
+        }
+        const run = await runPgbench(pgbench, opts, cluster, round + 1, scenario, target, portOf[target]!, pidOf[target]);
+        if (state.interrupted) return 130;
+        runs.push(run);
+        log(
+          `  round ${round + 1}/${opts.rounds}  ${scenario.padEnd(11)}  ${target.padEnd(10)}  ` +
+            `tps ${fmt(run.tps).padStart(9)}  lat ${fmt(run.latencyMs, 3).padStart(7)} ms  failed ${String(run.failed ?? 'n/a').padStart(3)}  ` +
+            `proxy cpu ${run.proxyCpuPct === undefined ? '   -' : fmt(run.proxyCpuPct, 0).padStart(3) + '%'}  host cpu ${fmt(run.hostCpuPct, 0)}%` +
+            (run.ok ? '' : `\n    FAILED: ${run.problem}`),
+        );
+      }
+    }
+  }
+
+  // --- report ---
+  const summary = summarize(runs, opts.scenarios, targets);
+  const get = (s: Scenario, t: Target): Summary | undefined => summary.find((x) => x.scenario === s && x.target === t);
+  log(`\nresults: median of ${opts.rounds} round(s); ${cores} cores shared by pgbench, PostgreSQL and the proxy`);
+  const rows: string[][] = [['scenario', 'target', 'TPS (median)', 'avg lat ms', 'failed txns', 'proxy CPU', 'TPS per round']];
+  for (const s of summary) {
+    rows.push([
+      s.scenario,
+      s.target,
+      fmt(s.tpsMedian),
+      fmt(s.latencyMsMedian, 3),
+      String(s.failed) + (s.badRuns ? ` (${s.badRuns} bad run${s.badRuns > 1 ? 's' : ''})` : ''),
+      s.proxyCpuPctMedian === undefined ? '-' : `${fmt(s.proxyCpuPctMedian, 0)}%`,
+      s.tpsRuns.map((x) => fmt(x, 0)).join(' / '),
+    ]);
+  }
+  log(table(rows, [false, false, true, true, true, true, false]));
+
+  log('');
+  const ratioRows: string[][] = [['scenario', 'switchyard/direct', 'switchyard/pgbouncer', 'pgbouncer/direct']];
+  for (const sc of opts.scenarios) {
+    const d = get(sc, 'direct')?.tpsMedian;
+    const g = get(sc, 'switchyard')?.tpsMedian;
+    const b = get(sc, 'pgbouncer')?.tpsMedian;
+    ratioRows.push([sc, ratio(g, d), ratio(g, b), ratio(b, d)]);
+  }
+  log('TPS ratios (of the medians):');
+  log(table(ratioRows, [false, true, true, true]));
+  log('proxy CPU = utime+stime of the proxy process during the pgbench run, in % of one core');
+
+  // --- problems ---
+  const problems: string[] = [];
+  for (const r of runs) if (!r.ok) problems.push(`round ${r.round} ${r.scenario} ${r.target}: ${r.problem}`);
+  const gwLog = gw.log;
+  const bouncerLog = bouncer ? scanLog(bouncer.log.file) : undefined;
+  const serverLog = scanLog(cluster.primary.logFile, serverLogStart);
+  const logReports: [string, LogSummary | undefined][] = [
+    ['switchyard log (warn and above)', gwLog],
+    ['pgbouncer log (WARNING/ERROR)', bouncerLog],
+    ['PostgreSQL log (WARNING/ERROR/FATAL)', serverLog],
+  ];
+  for (const [name, sum] of logReports) {
+    if (sum && sum.problems) {
+      log(`\n${name}: ${sum.problems} line(s), e.g.:`);
+      log(indent(sum.samples.join('\n')));
+    }
+  }
+  for (const h of [gw, bouncer]) {
+    const why = h?.exitInfo();
+    if (why) problems.push(`${why} during the benchmark`);
+  }
+  if (problems.length) {
+    log(`\nPROBLEMS (${problems.length}):`);
+    for (const p of problems) log(`  - ${p}`);
+  } else {
+    log('\nall pgbench runs completed without failed transactions');
+  }
+
+  if (opts.json) {
+    const doc = {
+      generated_at: new Date().toISOString(),
+      machine: { cores, cpu: os.cpus()[0]?.model, total_mem_bytes: os.totalmem(), node: process.version },
+      versions: { pgbench: toolVersion(pgbench), postgres: toolVersion(path.join(pgBin, 'postgres')), pgbouncer: pgbouncerBin ? toolVersion(pgbouncerBin) : null },
+      options: { ...opts, json: undefined },
+      pgbench_command: Object.fromEntries(opts.scenarios.map((s) => [s, [pgbench, ...pgbenchArgs(opts!, s, 'PORT', cluster.superuser)].join(' ')])),
+      summary: summary.map((s) => ({ ...s, tpsRuns: s.tpsRuns.map((x) => (Number.isNaN(x) ? null : x)) })),
+      ratios: Object.fromEntries(
+        opts.scenarios.map((sc) => {
+          const d = get(sc, 'direct')?.tpsMedian;
+          const g = get(sc, 'switchyard')?.tpsMedian;
+          const b = get(sc, 'pgbouncer')?.tpsMedian;
+          const r = (a?: number, c?: number): number | null => (a !== undefined && c !== undefined && c > 0 && !Number.isNaN(a) ? a / c : null);
+          return [sc, { switchyard_vs_direct: r(g, d), switchyard_vs_pgbouncer: r(g, b), pgbouncer_vs_direct: r(b, d) }];
+        }),
+      ),
+      runs,
+      logs: Object.fromEntries(logReports.filter(([, s]) => s).map(([n, s]) => [n, { problems: s!.problems, samples: s!.samples }])),
+      problems,
+    };
+    fs.writeFileSync(opts.json, JSON.stringify(doc, null, 2) + '\n');
+    log(`\nresults written to ${opts.json}`);
+  }
+  return problems.length ? 1 : 0;
+}
+
+let exitCode = 1;
+try {
+  exitCode = await main();
+} catch (e) {
+  if (!state.interrupted) log(`\nerror: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  exitCode = state.interrupted ? 130 : 1;
+}
+if (!state.interrupted) {
+  if (state.dir) log('\ncleaning up ...');
+  await cleanup();
+  process.exit(exitCode);
+}
