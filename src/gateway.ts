@@ -9,6 +9,7 @@ import { CredentialStore } from './auth/credentials.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { ServerConnection, type ServerCredentials, type ServerEndpoint } from './backend/server-connection.js';
 import { PoolManager } from './pool/pool.js';
+import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
 import { EventBus } from './observability/events.js';
 import { startAdmin, type AdminServer } from './admin/server.js';
@@ -57,6 +58,7 @@ export class Gateway {
       events: this.events,
       mockSecret: crypto.randomBytes(32),
       cancelKeys: new CancelKeys(),
+      sessions: this.sessions,
     };
   }
 
@@ -70,10 +72,15 @@ export class Gateway {
   }
 
   private listen(): Promise<void> {
-    const server = net.createServer((socket) => {
-      const s = new ClientSession(this.ctx, socket);
-      this.sessions.add(s);
-      socket.once('close', () => this.sessions.delete(s));
+    // Paused on accept so the socket can be moved onto a reused read buffer before it reads a byte.
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+      const reader = new ReusableReader();
+      const adopted = adoptAccepted(server, socket, reader);
+      if (adopted) new ClientSession(this.ctx, adopted, reader);
+      else {
+        new ClientSession(this.ctx, socket);
+        socket.resume();
+      }
     });
     this.server = server;
     return new Promise((resolve, reject) => {

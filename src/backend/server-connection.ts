@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import fs from 'node:fs';
 import { Framer } from '../protocol/framer.js';
 import { MessageQueue } from '../protocol/message-queue.js';
+import { ReusableReader } from './reusable-reader.js';
 import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE } from '../protocol/errors.js';
 import { md5Response } from '../auth/md5.js';
@@ -32,9 +33,12 @@ export interface ServerConnectOptions {
   params?: Record<string, string>;
 }
 
-/** Receives a leased connection's traffic. msgs tile chunk exactly when whole is true. */
+/**
+ * Receives a leased connection's traffic. msgs tile chunk exactly when whole is true. The frames are valid
+ * only during the call unless it returns true ("still referenced": e.g. a write was queued).
+ */
 export interface ServerSink {
-  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): void;
+  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): boolean;
   onServerClose(err: Error | undefined): void;
 }
 
@@ -82,17 +86,29 @@ export class ServerConnection {
   tls = false;
 
   private socket: net.Socket;
+  /** Set for plain TCP: reads land in a reused buffer. Absent for TLS, which reads through 'data' events. */
+  private readonly reader: ReusableReader | undefined;
   private readonly framer: Framer;
   private sink: ServerSink | undefined;
   private pending: PendingQuery[] = [];
   private closeListeners: ((err: Error | undefined) => void)[] = [];
 
-  private constructor(socket: net.Socket, opts: ServerConnectOptions) {
+  private constructor(socket: net.Socket, opts: ServerConnectOptions, reader: ReusableReader | undefined) {
     this.socket = socket;
+    this.reader = reader;
     this.endpoint = opts.endpoint;
     this.user = opts.user;
     this.database = opts.database;
-    this.framer = new Framer(opts.maxMessageBytes);
+    this.framer = new Framer(opts.maxMessageBytes, { copyTail: reader !== undefined });
+  }
+
+  /** Route incoming chunks to fn (replacing the previous route). */
+  private route(fn: (chunk: Buffer) => void): void {
+    if (this.reader) this.reader.handler = fn;
+    else {
+      this.socket.removeAllListeners('data');
+      this.socket.on('data', fn);
+    }
   }
 
   /** Connect, negotiate TLS, log in, and wait for the first ReadyForQuery. Throws PgError. */
@@ -101,17 +117,18 @@ export class ServerConnection {
     const where = `server "${name}" at ${host}:${port}`;
     let socket: net.Socket | undefined;
     let timer: NodeJS.Timeout | undefined;
+    const reader = new ReusableReader();
     try {
       return await new Promise<ServerConnection>((resolve, reject) => {
         timer = setTimeout(() => {
           reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `timed out after ${opts.connectTimeoutMs} ms connecting to ${where}`));
           socket?.destroy();
         }, opts.connectTimeoutMs);
-        socket = net.connect({ host, port });
+        socket = net.connect({ host, port, onread: reader.onread });
         socket.setNoDelay(true);
         socket.once('error', (e) => reject(new PgError(SQLSTATE.CONNECTION_FAILURE, `could not connect to ${where}: ${e.message}`)));
         socket.once('connect', () => {
-          ServerConnection.handshake(socket!, opts, where).then(resolve, reject);
+          ServerConnection.handshake(socket!, reader, opts, where).then(resolve, reject);
         });
       });
     } catch (e) {
@@ -122,12 +139,12 @@ export class ServerConnection {
     }
   }
 
-  private static async handshake(raw: net.Socket, opts: ServerConnectOptions, where: string): Promise<ServerConnection> {
+  private static async handshake(raw: net.Socket, reader: ReusableReader, opts: ServerConnectOptions, where: string): Promise<ServerConnection> {
     let socket: net.Socket = raw;
     let usingTls = false;
     if (opts.tls.mode !== 'disable') {
       raw.write(m.sslRequest());
-      const answer = await readOneByte(raw);
+      const answer = await readOneByte(raw, reader);
       if (answer === 'S') {
         socket = await upgradeToTls(raw, opts);
         usingTls = true;
@@ -139,7 +156,7 @@ export class ServerConnection {
         throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} answered the SSL request with an unexpected byte`);
       }
     }
-    const conn = new ServerConnection(socket, opts);
+    const conn = new ServerConnection(socket, opts, usingTls ? undefined : reader);
     conn.tls = usingTls;
     await conn.startup(opts, where);
     return conn;
@@ -150,17 +167,18 @@ export class ServerConnection {
     const queue = new MessageQueue();
     const onData = (chunk: Buffer) => {
       try {
-        for (const msg of this.framer.push(chunk)) queue.push(msg);
+        // Copied: the queue keeps messages past this callback, and a reused read buffer would overwrite them.
+        for (const msg of this.framer.push(chunk)) queue.push(this.reader ? Buffer.from(msg) : msg);
       } catch (e) {
         queue.fail(e as Error);
       }
     };
     const onEnd = () => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where} closed the connection during login`));
     const onError = (e: Error) => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where}: ${e.message}`));
-    this.socket.on('data', onData);
+    this.route(onData);
     this.socket.on('end', onEnd);
     this.socket.on('error', onError);
-    this.socket.resume(); // the SSL answer was read in paused mode
+    this.socket.resume(); // reading was paused after the answer to SSLRequest
 
     const params: Record<string, string> = { user: opts.user, database: opts.database, ...opts.params };
     this.socket.write(m.startupMessage(params));
@@ -221,12 +239,11 @@ export class ServerConnection {
       this.socket.destroy();
       throw e instanceof PgError ? e : new PgError(SQLSTATE.CONNECTION_FAILURE, `login to ${where} failed: ${(e as Error).message}`);
     } finally {
-      this.socket.off('data', onData);
       this.socket.off('end', onEnd);
       this.socket.off('error', onError);
     }
     if (queue.takeAll().length) throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} sent data after ReadyForQuery during login`);
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.route((chunk) => this.onData(chunk));
     this.socket.on('close', () => this.onClosed(undefined));
     this.socket.on('error', (e) => this.onClosed(e));
   }
@@ -250,8 +267,9 @@ export class ServerConnection {
       }
     }
     if (this.pending.length > 0) this.onInternal(msgs);
-    else if (this.sink) this.sink.onServerMessages(msgs, chunk, this.framer.whole);
-    else this.onIdleMessages(msgs);
+    else if (this.sink) {
+      if (this.sink.onServerMessages(msgs, chunk, this.framer.whole)) this.reader?.replace();
+    } else this.onIdleMessages(msgs);
   }
 
   /** Messages while nobody holds the connection: only a FATAL error matters (the server is going away). */
@@ -320,8 +338,9 @@ export class ServerConnection {
     this.socket.resume();
   }
 
-  get writableNeedDrain(): boolean {
-    return this.socket.writableNeedDrain;
+  /** Bytes queued for the server and not yet handed to the kernel. */
+  get writableLength(): number {
+    return this.socket.writableLength;
   }
 
   /** Run one simple query on a connection nobody else is using; resolves at its ReadyForQuery. */
@@ -366,24 +385,21 @@ export class ServerConnection {
   }
 }
 
-function readOneByte(socket: net.Socket): Promise<string> {
+/** The one-byte answer to SSLRequest. Reading pauses afterwards so no TLS byte is consumed here. */
+function readOneByte(socket: net.Socket, reader: ReusableReader): Promise<string> {
   return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      cleanup();
+    const onEnd = () => {
+      reader.handler = undefined;
+      reject(new PgError(SQLSTATE.CONNECTION_FAILURE, 'server closed the connection during the SSL request'));
+    };
+    reader.handler = (chunk: Buffer) => {
+      reader.handler = undefined;
+      socket.off('end', onEnd);
+      socket.pause();
       // A server must send nothing more before the TLS handshake (CVE-2021-23214).
       if (chunk.length !== 1) reject(new PgError(SQLSTATE.PROTOCOL_VIOLATION, 'server sent unexpected data after its SSL response'));
       else resolve(String.fromCharCode(chunk[0]!));
     };
-    const onEnd = () => {
-      cleanup();
-      reject(new PgError(SQLSTATE.CONNECTION_FAILURE, 'server closed the connection during the SSL request'));
-    };
-    const cleanup = () => {
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
-    };
-    socket.on('data', onData);
     socket.on('end', onEnd);
   });
 }

@@ -16,6 +16,8 @@ export type AuthStep =
 export interface ClientAuthOptions {
   tls: boolean;
   defaultMethod: AuthMethod;
+  /** Users are also looked up on the primary (so most of them are likely stored as SCRAM verifiers). */
+  authQuery: boolean;
   /** Secret that makes the fake exchange for unknown users look the same every time. */
   mockSecret: Buffer;
 }
@@ -31,9 +33,18 @@ export class ClientAuthenticator {
     private readonly cred: UserCredential | null,
     private readonly opts: ClientAuthOptions,
   ) {
-    // An unknown user goes through the same exchange as a known one, then fails, so nothing reveals whether it exists.
-    const method = cred?.method ?? opts.defaultMethod;
-    this.method = !cred && method === 'trust' ? 'scram-sha-256' : method;
+    this.method = cred?.method ?? ClientAuthenticator.unknownUserMethod(opts);
+  }
+
+  /**
+   * An unknown user goes through the exchange a real one would get, then fails, so nothing reveals whether
+   * it exists. With an auth query and method md5, roles stored as SCRAM verifiers are answered with SCRAM,
+   * as PostgreSQL does; so, like PostgreSQL (password_encryption = scram-sha-256), unknown users get SCRAM.
+   */
+  static unknownUserMethod(opts: ClientAuthOptions): AuthMethod {
+    if (opts.defaultMethod === 'trust') return 'scram-sha-256';
+    if (opts.defaultMethod === 'md5' && opts.authQuery) return 'scram-sha-256';
+    return opts.defaultMethod;
   }
 
   private fail(reason: string): AuthStep {

@@ -8,6 +8,7 @@ import { MessageQueue } from '../protocol/message-queue.js';
 import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE, protocolViolation } from '../protocol/errors.js';
 import type { ServerConnection, ServerSink } from '../backend/server-connection.js';
+import type { ReusableReader } from '../backend/reusable-reader.js';
 import type { PoolManager } from '../pool/pool.js';
 import type { CredentialStore } from '../auth/credentials.js';
 import type { LoginThrottle } from '../auth/throttle.js';
@@ -26,6 +27,8 @@ export interface FrontendContext {
   events: EventBus;
   mockSecret: Buffer;
   cancelKeys: CancelKeys;
+  /** Every live session; a session adds itself when created and removes itself when it ends. */
+  sessions: Set<ClientSession>;
 }
 
 /** BackendKeyData the gateway hands out, mapped to the session that holds it. */
@@ -89,23 +92,30 @@ export class ClientSession implements ServerSink {
   /** False after an extended-protocol message not yet followed by Sync: the server's state is not at a boundary. */
   private atBoundary = true;
 
+  private readonly onChunk = (chunk: Buffer) => this.onData(chunk);
+  private readonly onGone = () => this.onSocketClosed();
+
+  /** reader: set when the plain socket reads into a reused buffer (see ReusableReader). */
   constructor(
     private readonly ctx: FrontendContext,
     socket: net.Socket,
+    private readonly reader?: ReusableReader,
   ) {
     this.socket = socket;
     this.address = socket.remoteAddress ?? 'unknown';
-    this.framer = new Framer(ctx.config.listen.max_message_bytes, { startup: true });
+    this.framer = new Framer(ctx.config.listen.max_message_bytes, { startup: true, copyTail: reader !== undefined });
     socket.setNoDelay(true);
-    this.listen(socket);
+    if (reader) reader.handler = this.onChunk;
+    else socket.on('data', this.onChunk);
+    this.watch(socket);
+    ctx.sessions.add(this);
     ctx.events.emit({ type: 'client_connected', client: this.id, address: this.address });
     void this.run();
   }
 
-  private listen(socket: net.Socket): void {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('close', () => this.onSocketClosed());
-    socket.on('error', () => this.onSocketClosed());
+  private watch(socket: net.Socket): void {
+    socket.on('close', this.onGone);
+    socket.on('error', this.onGone);
   }
 
   private onData(chunk: Buffer): void {
@@ -118,7 +128,8 @@ export class ClientSession implements ServerSink {
       return;
     }
     if (this.state === 'ready') this.forward(msgs, chunk, this.framer.whole);
-    else for (const msg of msgs) this.queue.push(msg);
+    // Copied when the read buffer is reused: the queue keeps messages past this callback.
+    else for (const msg of msgs) this.queue.push(this.reader ? Buffer.from(msg) : msg);
   }
 
   /** Startup, TLS, authentication, lease, then hand over to the relay. */
@@ -166,31 +177,41 @@ export class ClientSession implements ServerSink {
 
   /** Re-read bytes the framer held behind the packet just handled. */
   private feedHeld(): void {
-    for (const msg of this.framer.drain()) this.queue.push(msg);
+    for (const msg of this.framer.drain()) this.queue.push(this.reader ? Buffer.from(msg) : msg);
   }
 
   private startTls(): Promise<void> {
     const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    raw.removeAllListeners('error');
+    // Only this session's own listeners: others (the server's connection accounting) stay.
+    if (this.reader) this.reader.handler = undefined;
+    else raw.off('data', this.onChunk);
+    raw.off('close', this.onGone);
+    raw.off('error', this.onGone);
     raw.write('S');
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.tlsContext });
     this.socket = secure;
     this.tls = true;
     return new Promise((resolve, reject) => {
-      secure.once('secure', () => {
-        secure.off('error', onError);
-        this.listen(secure);
-        resolve();
-      });
-      const onError = (e: Error) => {
+      const fail = (e: Error) => {
+        secure.off('secure', onSecure);
         this.state = 'closed';
         secure.destroy();
         this.finish();
         reject(e);
       };
+      const onError = (e: Error) => fail(e);
+      // A client that hangs up mid-handshake never sends 'error' on every Node version: 'close' ends it too.
+      const onClose = () => fail(new Error('client closed the connection during the TLS handshake'));
+      const onSecure = () => {
+        secure.off('error', onError);
+        secure.off('close', onClose);
+        secure.on('data', this.onChunk);
+        this.watch(secure);
+        resolve();
+      };
+      secure.once('secure', onSecure);
       secure.once('error', onError);
+      secure.once('close', onClose);
     });
   }
 
@@ -248,6 +269,7 @@ export class ClientSession implements ServerSink {
     const auth = new ClientAuthenticator(this.user, cred, {
       tls: this.tls,
       defaultMethod: config.auth.method,
+      authQuery: config.auth.query !== undefined,
       mockSecret: this.ctx.mockSecret,
     });
     let step = auth.start();
@@ -259,8 +281,10 @@ export class ClientSession implements ServerSink {
     if (step.done === 'fail') {
       const delay = throttle.delayMs(this.address);
       throttle.failure(this.address);
-      // The next attempt re-reads the user from the primary, so a changed password is picked up.
-      if (cred?.source === 'query') credentials.invalidate(this.user);
+      // Re-read the user from the primary in the background (rate-limited by the store), so a changed
+      // password or a role created since is picked up by the next attempt. The cached entry and any learned
+      // ClientKey stay until the answer arrives: clients already logged in keep getting server connections.
+      if (cred?.source !== 'config' && config.auth.query) void credentials.get(this.user, { refresh: true }).catch(() => {});
       this.ctx.events.emit({ type: 'client_auth_failed', client: this.id, address: this.address, user: this.user, reason: step.reason });
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       this.reported = true;
@@ -316,6 +340,7 @@ export class ClientSession implements ServerSink {
       ok = true;
       for (let i = 0; i < end; i++) ok = server.write(msgs[i]!);
     }
+    if (server.writableLength > 0) this.reader?.replace(); // the queued write still points into the read buffer
     if (end < msgs.length) {
       this.close();
       return;
@@ -326,8 +351,8 @@ export class ClientSession implements ServerSink {
     }
   }
 
-  /** Server → client. */
-  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): void {
+  /** Server → client. Returns true when a write was queued, i.e. the frames are still referenced. */
+  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): boolean {
     let ok: boolean;
     if (whole) ok = this.socket.write(chunk);
     else {
@@ -339,6 +364,7 @@ export class ClientSession implements ServerSink {
       server.pause();
       this.socket.once('drain', () => server.resume());
     }
+    return this.socket.writableLength > 0;
   }
 
   onServerClose(err: Error | undefined): void {
@@ -394,6 +420,7 @@ export class ClientSession implements ServerSink {
 
   /** Give back what the session holds. The server connection is reused only if it sits at a message boundary. */
   private finish(): void {
+    this.ctx.sessions.delete(this);
     this.queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, 'client closed the connection'));
     this.leaving.abort();
     if (this.key) this.ctx.cancelKeys.release(this.key.pid);

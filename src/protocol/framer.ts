@@ -1,8 +1,10 @@
 // Splits a byte stream into whole protocol messages, validating every length before it holds a byte more.
 //
-// Invariant: a message handed out is either a subarray of a chunk the socket gave us (Node never reuses
-// those) or a fresh Buffer joined once when a message spanned chunks. Nothing here ever writes into a
-// buffer it has handed out, so a frame stays valid however long it waits in a write queue.
+// Invariant: a message handed out is either a subarray of the chunk just pushed or a fresh Buffer joined
+// once when a message spanned chunks; nothing here ever writes into a buffer it has handed out. A chunk
+// from a 'data' event is never reused by Node, so its frames stay valid however long they wait in a write
+// queue. A caller that reuses its read buffer sets copyTail (bytes held across pushes are copied) and
+// must itself stop reusing a buffer whose frames it keeps (see ServerConnection's reader).
 
 import { MAX_STARTUP_PACKET_BYTES } from './messages.js';
 
@@ -29,11 +31,15 @@ export class Framer {
   /** Total length of the message being assembled, or -1 while its header is incomplete. */
   private need = -1;
 
+  /** Copy bytes held across pushes: set when the caller reuses its chunk buffers. */
+  private readonly copyTail: boolean;
+
   constructor(
     private readonly maxMessageBytes: number,
-    opts: { startup?: boolean } = {},
+    opts: { startup?: boolean; copyTail?: boolean } = {},
   ) {
     this.startup = opts.startup ?? false;
+    this.copyTail = opts.copyTail ?? false;
   }
 
   /** Bytes held for an incomplete message. */
@@ -59,7 +65,7 @@ export class Framer {
         this.held = 0;
       } else {
         const take = Math.min(this.need - this.held, chunk.length);
-        this.parts.push(chunk.subarray(0, take));
+        this.parts.push(this.copyTail ? Buffer.from(chunk.subarray(0, take)) : chunk.subarray(0, take));
         this.held += take;
         off = take;
         if (this.held < this.need) return out;
@@ -105,7 +111,7 @@ export class Framer {
   private hold(chunk: Buffer, off: number, out: Buffer[]): Buffer[] {
     if (off >= chunk.length) return out;
     this.whole = false;
-    const rest = chunk.subarray(off);
+    const rest = this.copyTail ? Buffer.from(chunk.subarray(off)) : chunk.subarray(off);
     this.parts = [rest];
     this.held = rest.length;
     // In startup mode the caller may switch to typed messages before the tail is read, so the tail's
