@@ -55,6 +55,7 @@ const listen = z.strictObject({
     .min(1024)
     .max(1024 * 1024 * 1024)
     .default(64 * 1024 * 1024),
+  login_timeout_ms: ms().min(1).default(60_000),
 });
 
 const admin = z.strictObject({

@@ -18,6 +18,8 @@ export interface ListenConfig {
   tls?: TlsFiles;
   /** Largest frontend message accepted, in bytes (length word included). */
   max_message_bytes: number;
+  /** A client must finish TLS, startup and authentication within this time. */
+  login_timeout_ms: number;
 }
 
 export interface AdminConfig {

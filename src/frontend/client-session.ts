@@ -134,11 +134,19 @@ export class ClientSession implements ServerSink {
 
   /** Startup, TLS, authentication, lease, then hand over to the relay. */
   private async run(): Promise<void> {
+    const ms = this.ctx.config.listen.login_timeout_ms;
+    const timer = setTimeout(() => {
+      const err = new PgError(SQLSTATE.PROTOCOL_VIOLATION, `client did not finish logging in within listen.login_timeout_ms (${ms} ms)`);
+      if (this.handshaking) this.socket.destroy(err); // nothing can be said in plaintext mid-handshake
+      else this.queue.fail(err);
+    }, ms);
+    timer.unref();
     try {
       const startup = await this.negotiate();
       if (!startup) return; // a cancel request, or the client left
-      await this.login(startup);
+      await this.login(startup, () => clearTimeout(timer));
     } catch (e) {
+      clearTimeout(timer);
       if (this.state === 'closed') return;
       if (e instanceof PgError) this.fatal(e);
       else this.fatal(new PgError(SQLSTATE.INTERNAL_ERROR, `internal error: ${(e as Error).message}`));
@@ -191,6 +199,7 @@ export class ClientSession implements ServerSink {
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.tlsContext });
     this.socket = secure;
     this.tls = true;
+    this.handshaking = true;
     return new Promise((resolve, reject) => {
       const fail = (e: Error) => {
         secure.off('secure', onSecure);
@@ -203,6 +212,7 @@ export class ClientSession implements ServerSink {
       // A client that hangs up mid-handshake never sends 'error' on every Node version: 'close' ends it too.
       const onClose = () => fail(new Error('client closed the connection during the TLS handshake'));
       const onSecure = () => {
+        this.handshaking = false;
         secure.off('error', onError);
         secure.off('close', onClose);
         secure.on('data', this.onChunk);
@@ -215,7 +225,8 @@ export class ClientSession implements ServerSink {
     });
   }
 
-  private async login(pkt: m.StartupPacket): Promise<void> {
+  /** loggedIn is called once authentication succeeded (the login timeout stops there). */
+  private async login(pkt: m.StartupPacket, loggedIn: () => void): Promise<void> {
     if (pkt.major !== 3) {
       throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, `unsupported frontend protocol ${pkt.major}.${pkt.minor}: server supports 3.0 to 3.0`);
     }
@@ -235,6 +246,7 @@ export class ClientSession implements ServerSink {
     if (pkt.minor > 0 || protocolOptions.length > 0) this.socket.write(m.negotiateProtocolVersion(0, protocolOptions));
 
     await this.authenticate();
+    loggedIn();
 
     const server = await this.ctx.pools.acquire(this.database, this.user, this.leaving.signal);
     if (this.state === 'closed') {
@@ -388,6 +400,7 @@ export class ClientSession implements ServerSink {
   // ------------------------------------------------------------ ending
 
   private reported = false;
+  private handshaking = false;
 
   /** Send an error (once), log it once, and close. */
   private fatal(err: PgError): void {

@@ -311,6 +311,21 @@ test('startup: newer protocol minor and _pq_ options get NegotiateProtocolVersio
   assert.match(m.readErrorFields(e3!).get('M')!, /replication/);
 });
 
+test('a client that stalls during login is cut off after listen.login_timeout_ms; others log in meanwhile', async () => {
+  const gw = await gateway({ listen: { login_timeout_ms: 300 } });
+  const silent = await RawClient.connect(gw.port); // connects and never sends a startup packet
+  const halfway = await RawClient.connect(gw.port);
+  halfway.send(m.startupMessage({ user: 'postgres', database: 'postgres' })); // then never answers the SASL challenge
+  const meanwhile = await client(gw);
+  assert.equal((await meanwhile.query('SELECT 1 AS x')).rows[0].x, 1);
+  const [err] = (await halfway.until('E')).slice(-1);
+  assert.equal(sqlstate(err!), '08P01');
+  assert.match(m.readErrorFields(err!).get('M')!, /login_timeout_ms/);
+  await halfway.closed;
+  await silent.closed;
+  await meanwhile.end();
+});
+
 test('each client sees its own ParameterStatus values and BackendKeyData from the gateway', async () => {
   const gw = await gateway({ pool: { size: 1 }, auth: { users: [{ name: 'postgres', password: 'postgres', method: 'trust' }] } });
   const raw = await RawClient.connect(gw.port);

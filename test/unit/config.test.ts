@@ -61,7 +61,7 @@ test('minimal file gets every default', () => {
   const { config, warnings } = ok(parse('primary: {host: db1}\n'));
   assert.deepEqual(warnings, []);
   assert.deepEqual(config, {
-    listen: { host: '0.0.0.0', port: 6432, max_message_bytes: 64 * 1024 * 1024 },
+    listen: { host: '0.0.0.0', port: 6432, max_message_bytes: 64 * 1024 * 1024, login_timeout_ms: 60_000 },
     admin: { host: '127.0.0.1', port: 9432 },
     pool: {
       mode: 'session',
