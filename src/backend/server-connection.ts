@@ -34,11 +34,12 @@ export interface ServerConnectOptions {
 }
 
 /**
- * Receives a leased connection's traffic. msgs tile chunk exactly when whole is true. The frames are valid
- * only during the call unless it returns true ("still referenced": e.g. a write was queued).
+ * Receives a leased connection's traffic as whole messages: head (one message completed from earlier
+ * chunks) when present, then run (zero or more messages, contiguous). The bytes are valid only during
+ * the call unless it returns true ("still referenced": a write of them was queued).
  */
 export interface ServerSink {
-  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): boolean;
+  onServerData(head: Buffer | undefined, run: Buffer): boolean;
   onServerClose(err: Error | undefined): void;
 }
 
@@ -249,27 +250,34 @@ export class ServerConnection {
   }
 
   private onData(chunk: Buffer): void {
-    let msgs: Buffer[];
+    const f = this.framer;
+    let n: number;
     try {
-      msgs = this.framer.push(chunk);
+      n = f.scan(chunk);
     } catch (e) {
       this.destroy(e as Error);
       return;
     }
-    for (const msg of msgs) {
-      const t = msg[0];
-      if (t === 0x5a /* Z */) {
-        this.txStatus = m.readReadyForQuery(msg);
-        this.readyCount++;
-      } else if (t === 0x53 /* S */) {
-        const [k, v] = m.readParameterStatus(msg);
-        this.params.set(k, v);
-      }
-    }
-    if (this.pending.length > 0) this.onInternal(msgs);
+    const buf = f.scanned;
+    const starts = f.starts;
+    if (f.head) this.track(f.head, 0, f.head.length);
+    for (let i = 0; i < n; i++) this.track(buf, starts[i]!, starts[i + 1]!);
+    if (this.pending.length > 0) this.onInternal(f.messages(n));
     else if (this.sink) {
-      if (this.sink.onServerMessages(msgs, chunk, this.framer.whole)) this.reader?.replace();
-    } else this.onIdleMessages(msgs);
+      if (this.sink.onServerData(f.head, buf.subarray(0, starts[n]))) this.reader?.replace();
+    } else this.onIdleMessages(f.messages(n));
+  }
+
+  /** Follow the transaction status and reported parameters in the message at buf[start, end). */
+  private track(buf: Buffer, start: number, end: number): void {
+    const t = buf[start];
+    if (t === 0x5a /* Z */) {
+      this.txStatus = String.fromCharCode(buf[start + 5]!) as m.TxStatus;
+      this.readyCount++;
+    } else if (t === 0x53 /* S */) {
+      const [k, v] = m.readParameterStatus(buf.subarray(start, end));
+      this.params.set(k, v);
+    }
   }
 
   /** Messages while nobody holds the connection: only a FATAL error matters (the server is going away). */

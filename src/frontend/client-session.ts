@@ -119,17 +119,14 @@ export class ClientSession implements ServerSink {
   }
 
   private onData(chunk: Buffer): void {
-    let msgs: Buffer[];
     try {
-      msgs = this.framer.push(chunk);
+      if (this.state === 'ready') return this.relay(this.framer.scan(chunk));
+      // Copied when the read buffer is reused: the queue keeps messages past this callback.
+      for (const msg of this.framer.push(chunk)) this.queue.push(this.reader ? Buffer.from(msg) : msg);
     } catch (e) {
       if (e instanceof FrameError) this.fatal(new PgError(e.code, e.message));
       else this.fatal(new PgError(SQLSTATE.INTERNAL_ERROR, (e as Error).message));
-      return;
     }
-    if (this.state === 'ready') this.forward(msgs, chunk, this.framer.whole);
-    // Copied when the read buffer is reused: the queue keeps messages past this callback.
-    else for (const msg of msgs) this.queue.push(this.reader ? Buffer.from(msg) : msg);
   }
 
   /** Startup, TLS, authentication, lease, then hand over to the relay. */
@@ -265,7 +262,7 @@ export class ClientSession implements ServerSink {
     server.attach(this);
     this.readyBase = server.readyCount;
     const early = this.queue.takeAll();
-    if (early.length) this.forward(early, Buffer.alloc(0), false);
+    if (early.length) this.relayMessages(early);
   }
 
   private async authenticate(): Promise<void> {
@@ -317,9 +314,11 @@ export class ClientSession implements ServerSink {
 
   /** Bring the server connection to the client's startup settings; only values that differ are sent. */
   private async applySettings(server: ServerConnection, settings: Map<string, string>): Promise<void> {
+    const reported = new Map<string, string>();
+    for (const [k, v] of server.params) reported.set(k.toLowerCase(), v);
     const todo: Promise<{ error?: PgError }>[] = [];
     for (const [name, value] of settings) {
-      if (server.params.get(name) === value) continue;
+      if (reported.get(name) === value) continue;
       todo.push(server.queryParams('SELECT pg_catalog.set_config($1, $2, false)', [name, value]));
     }
     for (const r of await Promise.all(todo)) {
@@ -329,48 +328,66 @@ export class ClientSession implements ServerSink {
 
   // ------------------------------------------------------------ relay
 
-  /** Client → server. msgs tile chunk when whole is true, so the chunk goes out as one write. */
-  private forward(msgs: Buffer[], chunk: Buffer, whole: boolean): void {
+  /**
+   * Note one client message type on its way to the server: Query, Sync and FunctionCall are each answered
+   * by one ReadyForQuery. Returns false for Terminate, which ends the session instead of being relayed.
+   */
+  private account(t: number): boolean {
+    if (t === T_QUERY || t === T_SYNC || t === T_FUNCTION_CALL) {
+      this.syncsSent++;
+      this.atBoundary = true;
+    } else if (t === T_TERMINATE) {
+      return false;
+    } else if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) {
+      this.atBoundary = false;
+    }
+    return true;
+  }
+
+  /** Client → server: the head and the run of n messages from the last scan, as at most two writes. */
+  private relay(n: number): void {
     const server = this.server;
     if (!server) return;
-    let end = msgs.length;
-    for (let i = 0; i < msgs.length; i++) {
-      const t = msgs[i]![0];
-      if (t === T_QUERY || t === T_SYNC || t === T_FUNCTION_CALL) {
-        this.syncsSent++;
-        this.atBoundary = true;
-      } else if (t === T_TERMINATE) {
-        end = i;
-        break;
-      } else if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) {
-        this.atBoundary = false;
-      }
+    const f = this.framer;
+    let ok = true;
+    if (f.head) {
+      if (!this.account(f.head[0]!)) return this.relayed(server, ok, true);
+      ok = server.write(f.head);
     }
-    let ok: boolean;
-    if (whole && end === msgs.length) ok = server.write(chunk);
-    else {
-      ok = true;
-      for (let i = 0; i < end; i++) ok = server.write(msgs[i]!);
+    const buf = f.scanned;
+    const starts = f.starts;
+    let end = 0;
+    while (end < n && this.account(buf[starts[end]!]!)) end++;
+    if (end > 0) ok = server.write(buf.subarray(0, starts[end]));
+    this.relayed(server, ok, end < n);
+  }
+
+  /** Client → server, message by message. */
+  private relayMessages(msgs: Buffer[]): void {
+    const server = this.server;
+    if (!server) return;
+    let ok = true;
+    for (const msg of msgs) {
+      if (!this.account(msg[0]!)) return this.relayed(server, ok, true);
+      ok = server.write(msg);
     }
+    this.relayed(server, ok, false);
+  }
+
+  private relayed(server: ServerConnection, ok: boolean, terminate: boolean): void {
     if (server.writableLength > 0) this.reader?.replace(); // the queued write still points into the read buffer
-    if (end < msgs.length) {
-      this.close();
-      return;
-    }
+    if (terminate) return this.close();
     if (!ok) {
       this.socket.pause();
       server.onDrain(() => this.socket.resume());
     }
   }
 
-  /** Server → client. Returns true when a write was queued, i.e. the frames are still referenced. */
-  onServerMessages(msgs: Buffer[], chunk: Buffer, whole: boolean): boolean {
-    let ok: boolean;
-    if (whole) ok = this.socket.write(chunk);
-    else {
-      ok = true;
-      for (const msg of msgs) ok = this.socket.write(msg);
-    }
+  /** Server → client. Returns true when a write was queued, i.e. the bytes are still referenced. */
+  onServerData(head: Buffer | undefined, run: Buffer): boolean {
+    let ok = true;
+    if (head) ok = this.socket.write(head);
+    if (run.length > 0) ok = this.socket.write(run);
     if (!ok && this.server) {
       const server = this.server;
       server.pause();

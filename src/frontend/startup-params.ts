@@ -61,19 +61,20 @@ export function parseOptions(options: string): Map<string, string> {
 }
 
 /**
- * The settings a session starts with: every startup parameter the gateway does not consume, then the
- * ones from `options` (which PostgreSQL also applies after the plain parameters).
+ * The settings a session starts with, keyed by lower-cased name (GUC names are case-insensitive):
+ * first the ones from `options`, then every plain startup parameter the gateway does not consume, which
+ * win over `options` as they do in PostgreSQL (process_startup_options applies them last).
  * Protocol options (`_pq_.*`) are returned separately: the gateway answers them with NegotiateProtocolVersion.
  */
 export function startupSettings(params: Map<string, string>): { settings: Map<string, string>; protocolOptions: string[] } {
   const settings = new Map<string, string>();
   const protocolOptions: string[] = [];
+  const options = params.get('options');
+  if (options) for (const [k, v] of parseOptions(options)) settings.set(k.toLowerCase(), v);
   for (const [k, v] of params) {
     if (k.startsWith('_pq_.')) protocolOptions.push(k);
-    else if (!CONSUMED.has(k)) settings.set(k, v);
+    else if (!CONSUMED.has(k)) settings.set(k.toLowerCase(), v);
   }
-  const options = params.get('options');
-  if (options) for (const [k, v] of parseOptions(options)) settings.set(k, v);
   return { settings, protocolOptions };
 }
 

@@ -23,8 +23,16 @@ export class FrameError extends Error {
 export class Framer {
   /** When true, the next message is an untyped startup-phase packet (no type byte). */
   startup: boolean;
-  /** True when the last push() handed out messages that exactly tile the chunk it was given. */
-  whole = false;
+
+  /**
+   * After scan(): a message completed from bytes held since earlier chunks (a fresh buffer), if any.
+   * It comes before the run in `scanned`.
+   */
+  head: Buffer | undefined;
+  /** After scan(): the buffer `starts` indexes (the chunk, part of it, or a copy joined with held header bytes). */
+  scanned: Buffer = Buffer.alloc(0);
+  /** After scan() returned n: message i occupies scanned[starts[i], starts[i + 1]); the run ends at starts[n]. Reused. */
+  readonly starts: number[] = [0];
 
   private parts: Buffer[] = [];
   private held = 0;
@@ -48,44 +56,90 @@ export class Framer {
   }
 
   /**
-   * Feed one chunk; returns the messages it completes, in order. In startup mode at most one packet
-   * is returned and the rest is held until the caller switches mode and calls push() again (with an
-   * empty chunk if nothing new arrived). Throws FrameError on a bad length.
+   * Feed one chunk of typed messages without allocating a view per message: afterwards `head` (maybe) and
+   * then the n messages of the run scanned[starts[0], starts[n]) are the whole messages completed, in order;
+   * a trailing partial message is held. A relay can write head and the run as they are: two writes at most,
+   * however many messages. Throws FrameError on a bad length.
    */
-  push(chunk: Buffer): Buffer[] {
-    const out: Buffer[] = [];
-    this.whole = this.held === 0 && chunk.length > 0;
-    let off = 0;
-
+  scan(chunk: Buffer): number {
+    this.head = undefined;
     if (this.held > 0) {
       if (this.need < 0) {
         // The header itself was split: join the few held bytes with this chunk and start over.
         chunk = Buffer.concat([...this.parts, chunk]);
-        this.parts = [];
-        this.held = 0;
+        this.release();
       } else {
         const take = Math.min(this.need - this.held, chunk.length);
-        this.parts.push(this.copyTail ? Buffer.from(chunk.subarray(0, take)) : chunk.subarray(0, take));
+        this.parts.push(this.keep(chunk.subarray(0, take)));
         this.held += take;
-        off = take;
-        if (this.held < this.need) return out;
-        out.push(this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.need));
-        this.parts = [];
-        this.held = 0;
-        this.need = -1;
-        if (this.startup) return this.hold(chunk, off, out);
+        if (this.held < this.need) {
+          this.scanned = chunk;
+          this.starts[0] = 0;
+          return 0;
+        }
+        this.head = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.need);
+        this.release();
+        chunk = chunk.subarray(take);
       }
     }
-
-    const hdr = this.startup ? 4 : 5;
-    while (chunk.length - off >= hdr) {
+    this.scanned = chunk;
+    const starts = this.starts;
+    let off = 0;
+    let n = 0;
+    while (chunk.length - off >= 5) {
       const total = this.lengthAt(chunk, off);
       if (chunk.length - off < total) break;
-      out.push(chunk.subarray(off, off + total));
+      starts[n++] = off;
       off += total;
-      if (this.startup) return this.hold(chunk, off, out);
     }
-    return this.hold(chunk, off, out);
+    starts[n] = off;
+    if (off < chunk.length) this.hold(chunk.subarray(off));
+    return n;
+  }
+
+  /**
+   * Feed one chunk; returns the messages it completes, in order, as buffers. In startup mode at most one
+   * packet is returned and the rest is held until the caller switches mode and calls drain().
+   * Throws FrameError on a bad length.
+   */
+  push(chunk: Buffer): Buffer[] {
+    if (this.startup) return this.pushStartup(chunk);
+    return this.messages(this.scan(chunk));
+  }
+
+  /** The n messages of the last scan() (head included) as buffers. */
+  messages(n: number): Buffer[] {
+    const out: Buffer[] = this.head ? [this.head] : [];
+    const buf = this.scanned;
+    for (let i = 0; i < n; i++) out.push(buf.subarray(this.starts[i], this.starts[i + 1]));
+    return out;
+  }
+
+  /** Startup packets: untyped, small, one at a time (the mode may change after each). */
+  private pushStartup(chunk: Buffer): Buffer[] {
+    if (this.held > 0) {
+      chunk = Buffer.concat([...this.parts, chunk]);
+      this.release();
+    }
+    if (chunk.length < 4) {
+      if (chunk.length > 0) this.hold(chunk);
+      return [];
+    }
+    const total = this.lengthAt(chunk, 0);
+    if (chunk.length < total) {
+      this.hold(chunk);
+      return [];
+    }
+    if (chunk.length > total) this.hold(chunk.subarray(total));
+    return [chunk.subarray(0, total)];
+  }
+
+  /** Re-read what is held (after the caller switched modes). */
+  drain(): Buffer[] {
+    if (this.held === 0) return [];
+    const parts = this.parts;
+    this.release();
+    return this.push(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 
   /** Total frame length of the message whose header starts at off (validated). */
@@ -107,26 +161,22 @@ export class Framer {
     return len + 1;
   }
 
-  /** Keep the unconsumed tail of chunk for the next push. */
-  private hold(chunk: Buffer, off: number, out: Buffer[]): Buffer[] {
-    if (off >= chunk.length) return out;
-    this.whole = false;
-    const rest = this.copyTail ? Buffer.from(chunk.subarray(off)) : chunk.subarray(off);
-    this.parts = [rest];
+  private keep(b: Buffer): Buffer {
+    return this.copyTail ? Buffer.from(b) : b;
+  }
+
+  /** Hold an incomplete message. Its length is validated now if its header is here, before more arrives. */
+  private hold(rest: Buffer): void {
+    this.parts = [this.keep(rest)];
     this.held = rest.length;
     // In startup mode the caller may switch to typed messages before the tail is read, so the tail's
     // length is read only then; the bytes held are few (a startup packet is at most 10000 bytes).
     this.need = !this.startup && rest.length >= 5 ? this.lengthAt(rest, 0) : -1;
-    return out;
   }
 
-  /** In startup mode a complete packet may already be held: return it (or nothing). */
-  drain(): Buffer[] {
-    if (this.held === 0) return [];
-    const parts = this.parts;
+  private release(): void {
     this.parts = [];
     this.held = 0;
     this.need = -1;
-    return this.push(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 }

@@ -71,15 +71,40 @@ test('frames handed out stay valid after later chunks arrive (no buffer reuse)',
   assert.deepEqual(joined, b);
 });
 
-test('whole is true only when the chunk is exactly a run of complete messages', () => {
-  const f = new Framer(1 << 20);
-  const two = Buffer.concat([m.query('a'), m.sync()]);
-  f.push(two);
-  assert.equal(f.whole, true);
-  f.push(two.subarray(0, 4));
-  assert.equal(f.whole, false);
-  f.push(two.subarray(4));
-  assert.equal(f.whole, false);
+test('scan() at every split point: head, then one contiguous run of whole messages, then a held tail', () => {
+  const msgs = [m.query('SELECT 1'), m.sync(), m.frame('H'), m.readyForQuery('I'), m.frame('d', Buffer.alloc(300, 1))];
+  const stream = Buffer.concat(msgs);
+  for (let a = 0; a <= stream.length; a++) {
+    for (const b of [a, Math.min(stream.length, a + 7), stream.length]) {
+      const f = new Framer(1 << 20);
+      const got: Buffer[] = [];
+      for (const piece of [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]) {
+        const n = f.scan(piece);
+        const run = f.scanned.subarray(0, f.starts[n]);
+        // The run is one contiguous region made of exactly the n messages.
+        assert.equal(run.length, n === 0 ? 0 : f.starts[n]! - f.starts[0]!);
+        if (f.head) got.push(Buffer.from(f.head));
+        for (let i = 0; i < n; i++) got.push(Buffer.from(f.scanned.subarray(f.starts[i], f.starts[i + 1])));
+      }
+      assert.deepEqual(got, msgs, `cuts ${a},${b}`);
+      assert.equal(f.pending, 0);
+    }
+  }
+});
+
+test('copyTail: bytes held across chunks survive the caller overwriting its read buffer', () => {
+  const msgs = [m.query('SELECT 1'), m.frame('d', Buffer.alloc(100, 2)), m.sync()];
+  const stream = Buffer.concat(msgs);
+  for (let cut = 1; cut < stream.length; cut++) {
+    const f = new Framer(1 << 20, { copyTail: true });
+    const reused = Buffer.alloc(stream.length);
+    stream.copy(reused, 0, 0, cut);
+    const out: Buffer[] = f.push(reused.subarray(0, cut)).map((x) => Buffer.from(x)); // the caller copies what it keeps
+    reused.fill(0xee); // the next read lands in the same buffer
+    const rest = Buffer.from(stream.subarray(cut));
+    out.push(...f.push(rest));
+    assert.deepEqual(out, msgs, `cut at ${cut}`);
+  }
 });
 
 test('negative, too-small and oversize lengths are rejected before anything is allocated', () => {
