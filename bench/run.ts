@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { findPgBin, startCluster, type PgCluster } from '../test/harness/pg-cluster.js';
+import { findPgBin, freePort, startCluster, type PgCluster } from '../test/harness/pg-cluster.js';
 import { ERROR_MARK, READY_MARK, SPEC_ENV, type GatewayProcessSpec } from './gateway-ipc.js';
 
 const HOST = '127.0.0.1';
@@ -144,17 +144,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const p = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(p));
-    });
-  });
-}
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {

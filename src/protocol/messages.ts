@@ -286,19 +286,24 @@ export function readPasswordString(msg: Buffer): string {
   return new BodyReader(msg, 5).cstring();
 }
 
-/** Text of every DataRow column (null for SQL NULL). */
-export function readDataRow(msg: Buffer): (string | null)[] {
+/** Bytes of every DataRow column (null for SQL NULL), as copies. */
+export function readDataRowBytes(msg: Buffer): (Buffer | null)[] {
   const n = msg.readInt16BE(5);
-  const out: (string | null)[] = [];
+  const out: (Buffer | null)[] = [];
   let off = 7;
   for (let i = 0; i < n; i++) {
     const len = msg.readInt32BE(off);
     off += 4;
     if (len < 0) out.push(null);
     else {
-      out.push(msg.toString('utf8', off, off + len));
+      out.push(Buffer.from(msg.subarray(off, off + len)));
       off += len;
     }
   }
   return out;
+}
+
+/** Text of every DataRow column (null for SQL NULL). */
+export function readDataRow(msg: Buffer): (string | null)[] {
+  return readDataRowBytes(msg).map((b) => (b === null ? null : b.toString('utf8')));
 }

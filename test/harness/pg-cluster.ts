@@ -378,7 +378,8 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 const usedPorts = new Set<number>();
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on now, never handed out twice by this process. */
+export async function freePort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const port = await new Promise<number>((resolve, reject) => {
       const srv = net.createServer();

@@ -4,13 +4,12 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startCluster } from '../harness/pg-cluster.js';
+import { startCluster, freePort } from '../harness/pg-cluster.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -44,14 +43,6 @@ function spawnUntil(args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function pgProcessesUnder(dir: string): number {
   let n = 0;

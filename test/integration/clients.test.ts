@@ -16,6 +16,8 @@ import postgres from 'postgres';
 import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
+import { readDataRowBytes } from '../../src/protocol/messages.js';
+import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 
 const skip = findPgBin() ? false : 'PostgreSQL 15 binaries not found';
 const PSQL = fs.existsSync('/usr/bin/psql') ? '/usr/bin/psql' : path.join(findPgBin() ?? '', 'psql');
@@ -158,35 +160,15 @@ function trackParams(c: pg.Client): Map<string, string> {
   return params;
 }
 
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
-  return { ...env, PGCONNECT_TIMEOUT: '10', ...extra };
-}
-
-interface PsqlResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run psql -X with args against url (the URL carries the password). */
-function psql(url: string, args: string[], env: Record<string, string> = {}): Promise<PsqlResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PSQL, ['-X', '-d', url, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function psql(url: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  return run(PSQL, ['-X', '-d', url, ...args], cleanPgEnv(env));
 }
 
 /** Run psql and hash its stdout as it streams (no 100 MB strings). */
 function psqlHash(url: string, args: string[]): Promise<{ code: number | null; md5: string; bytes: number; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(PSQL, ['-X', '-d', url, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(PSQL, ['-X', '-d', url, ...args], { env: cleanPgEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const hash = crypto.createHash('md5');
     let bytes = 0;
     let stderr = '';
@@ -287,23 +269,6 @@ async function rawBinaryQuery(url: string, text: string, params: (Buffer | null)
   }
 }
 
-/** The column values of a DataRow message. */
-function dataRowValues(m: Buffer): (Buffer | null)[] {
-  assert.equal(m[0], 0x44, 'a DataRow');
-  const n = m.readInt16BE(5);
-  const out: (Buffer | null)[] = [];
-  let off = 7;
-  for (let i = 0; i < n; i++) {
-    const len = m.readInt32BE(off);
-    off += 4;
-    if (len < 0) out.push(null);
-    else {
-      out.push(m.subarray(off, off + len));
-      off += len;
-    }
-  }
-  return out;
-}
 
 // ------------------------------------------------------------------ simple and extended queries
 
@@ -423,7 +388,7 @@ test('pg: binary parameters and binary results are identical', { skip, timeout: 
     raw.map((h) => String.fromCharCode(parseInt(h.slice(0, 2), 16))),
     ['1', '2', 'T', 'D', 'C', 'Z'],
   );
-  const vals = dataRowValues(Buffer.from(raw[3]!, 'hex'));
+  const vals = readDataRowBytes(Buffer.from(raw[3]!, 'hex'));
   assert.equal(vals[0]!.toString('hex'), '00000007');
   assert.equal(vals[1]!.toString('hex'), '0000001cbe991a14');
   assert.deepEqual(vals[2], allBytes);
@@ -749,7 +714,7 @@ test('large values: a 50 MB text value and a 20 MB bytea round-trip with pg', { 
       await c.query('INSERT INTO big_bytea VALUES ($1, $2)', [t.name, blob]);
       const back = (await c.query('SELECT b, md5(b) AS h, length(b) AS n FROM big_bytea WHERE k = $1', [t.name])).rows[0] as { b: Buffer; h: string; n: number };
       const rawMsgs = await rawBinaryQuery(t.url, 'SELECT b FROM big_bytea WHERE k = $1', [Buffer.from(t.name)]);
-      const binOk = rawMsgs.filter((x) => x[0] === 0x44).length === 1 && dataRowValues(rawMsgs.find((x) => x[0] === 0x44)!)[0]!.equals(blob);
+      const binOk = rawMsgs.filter((x) => x[0] === 0x44).length === 1 && readDataRowBytes(rawMsgs.find((x) => x[0] === 0x44)!)[0]!.equals(blob);
       return { echoOk: echo.equals(blob), backOk: back.b.equals(blob), binOk, h: back.h, n: back.n };
     }),
   );

@@ -3,12 +3,12 @@
 
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { startGateway } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
+import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 
 const PG_BIN = findPgBin();
 const PGBENCH = PG_BIN ? path.join(PG_BIN, 'pgbench') : '/usr/lib/postgresql/15/bin/pgbench';
@@ -32,29 +32,9 @@ after(async () => {
   await cluster?.destroy();
 });
 
-interface BenchResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function pgbench(port: number, args: string[]): Promise<BenchResult> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
-  env.PGPASSWORD = cluster.superuserPassword;
-  env.PGCONNECT_TIMEOUT = '10';
-  return new Promise((resolve, reject) => {
-    const child = spawn(PGBENCH, ['-h', '127.0.0.1', '-p', String(port), '-U', cluster.superuser, ...args, 'postgres'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function pgbench(port: number, args: string[]): Promise<RunResult> {
+  const env = cleanPgEnv({ PGPASSWORD: cluster.superuserPassword });
+  return run(PGBENCH, ['-h', '127.0.0.1', '-p', String(port), '-U', cluster.superuser, ...args, 'postgres'], env);
 }
 
 /** Run pgbench through the gateway and check: exit 0, no failed transactions, tps > 0. Returns the tps. */
