@@ -96,7 +96,14 @@ async function sandbox(args: string[]): Promise<void> {
     );
   }
   process.stderr.write(`starting PostgreSQL primary + ${replicas} replica(s) under ${dir} ...\n`);
-  const cluster = await harness.startCluster({ replicas, dir });
+  const cluster = await harness.startCluster({ replicas, dir }).catch((e: Error) => {
+    const hint =
+      process.getuid?.() === 0 && /permission denied/i.test(e.message)
+        ? `\nThe servers run as the postgres OS user, which cannot enter ${dir} or a directory above it; ` +
+          'pass --dir under a directory it can reach, for example --dir /tmp/switchyard-sandbox'
+        : '';
+    fail(`switchyard sandbox: ${e.message}${hint}`, 1);
+  });
   let gw: Gateway | undefined;
   onShutdown(async () => {
     await gw?.close();
