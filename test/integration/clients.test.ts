@@ -19,7 +19,6 @@ import type { Gateway } from '../../src/gateway.js';
 import { readDataRowBytes } from '../../src/protocol/messages.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 
-const skip = findPgBin() ? false : 'PostgreSQL 15 binaries not found';
 const PSQL = fs.existsSync('/usr/bin/psql') ? '/usr/bin/psql' : path.join(findPgBin() ?? '', 'psql');
 
 let cluster: PgCluster;
@@ -36,7 +35,6 @@ let gateway: Target;
 let gateway1: Target;
 
 before(async () => {
-  if (skip) return;
   cluster = await startCluster();
   gw = await startGateway(cluster);
   gw1 = await startGateway(cluster, { pool: { size: 1 } });
@@ -47,7 +45,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await gw1?.close();
   await gw?.close();
   await cluster?.destroy();
@@ -285,7 +282,7 @@ const TYPED_SELECT = `SELECT 1::int AS i, 9007199254740993::bigint AS big, (-327
   ARRAY[[1,2],[3,4]]::int[] AS arr2, NULL::text AS nul, '\\xdeadbeef00ff'::bytea AS by,
   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '192.168.0.1/24'::inet AS ip, point(1.5, 2) AS pt`;
 
-test('pg: simple-protocol queries with many result types are identical', { skip, timeout: 30_000 }, async () => {
+test('pg: simple-protocol queries with many result types are identical', { timeout: 30_000 }, async () => {
   const r = await same('typed select', (t) => withPg(t.url, async (c) => pgResult(await c.query(TYPED_SELECT))));
   assert.equal(r.rows.length, 1);
   assert.equal((r.rows[0] as Record<string, unknown>).t, 'héllo wörld ✓');
@@ -312,7 +309,7 @@ test('pg: simple-protocol queries with many result types are identical', { skip,
   );
 });
 
-test('pg: extended-protocol (parameterised) queries are identical', { skip, timeout: 30_000 }, async () => {
+test('pg: extended-protocol (parameterised) queries are identical', { timeout: 30_000 }, async () => {
   const values = [
     42,
     '9007199254740993',
@@ -350,7 +347,7 @@ test('pg: extended-protocol (parameterised) queries are identical', { skip, time
   );
 });
 
-test('pg: binary parameters and binary results are identical', { skip, timeout: 30_000 }, async () => {
+test('pg: binary parameters and binary results are identical', { timeout: 30_000 }, async () => {
   const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
   const r = await same('binary bytea param', (t) =>
     withPg(t.url, async (c) =>
@@ -399,7 +396,7 @@ test('pg: binary parameters and binary results are identical', { skip, timeout: 
   assert.equal(vals[5]!.toString('hex'), us.toString(16).padStart(16, '0'));
 });
 
-test('postgres.js: extended-protocol queries with typed parameters are identical', { skip, timeout: 30_000 }, async () => {
+test('postgres.js: extended-protocol queries with typed parameters are identical', { timeout: 30_000 }, async () => {
   const blob = crypto.createHash('sha512').update('seed').digest();
   const r = await same('postgres.js typed', (t) =>
     withSql(t.url, async (sql) => {
@@ -422,7 +419,7 @@ test('postgres.js: extended-protocol queries with typed parameters are identical
 
 // ------------------------------------------------------------------ pipelining
 
-test('postgres.js: 50 pipelined queries on one connection are identical', { skip, timeout: 30_000 }, async () => {
+test('postgres.js: 50 pipelined queries on one connection are identical', { timeout: 30_000 }, async () => {
   await same('pipeline of 50', (t) =>
     withSql(t.url, async (sql) => {
       const rs = await Promise.all(
@@ -442,7 +439,7 @@ test('postgres.js: 50 pipelined queries on one connection are identical', { skip
   );
 });
 
-test('pg: 300 extended queries in flight on one client are identical', { skip, timeout: 30_000 }, async () => {
+test('pg: 300 extended queries in flight on one client are identical', { timeout: 30_000 }, async () => {
   await same('pg in flight', (t) =>
     withPg(t.url, async (c) => {
       const rs = await Promise.all(Array.from({ length: 300 }, (_, i) => c.query('SELECT $1::int * 2 AS d, $2::text AS t', [i, `row ${i}`])));
@@ -451,7 +448,7 @@ test('pg: 300 extended queries in flight on one client are identical', { skip, t
   );
 });
 
-test('postgres.js: an error in the middle of a pipeline fails only that query', { skip, timeout: 30_000 }, async () => {
+test('postgres.js: an error in the middle of a pipeline fails only that query', { timeout: 30_000 }, async () => {
   const r = await same('pipeline error', (t) =>
     withSql(t.url, async (sql) => {
       const settled = await Promise.allSettled([sql`SELECT 1 AS a`, sql`SELECT 1/0 AS boom`, sql`SELECT ${3}::int AS c`]);
@@ -466,7 +463,7 @@ test('postgres.js: an error in the middle of a pipeline fails only that query', 
   assert.deepEqual(r[3], { ok: [{ after: 'usable' }] });
 });
 
-test('postgres.js: an error mid-transaction aborts it (25P02) and ROLLBACK works', { skip, timeout: 30_000 }, async () => {
+test('postgres.js: an error mid-transaction aborts it (25P02) and ROLLBACK works', { timeout: 30_000 }, async () => {
   await cluster.query('CREATE TABLE IF NOT EXISTS pipe_tx (id int)');
   const r = await same('transaction error', (t) =>
     withSql(t.url, async (sql) => {
@@ -512,7 +509,7 @@ test('postgres.js: an error mid-transaction aborts it (25P02) and ROLLBACK works
 
 // ------------------------------------------------------------------ multi-statement, notices, notify
 
-test('multi-statement simple queries: pg result arrays and psql -c', { skip, timeout: 30_000 }, async () => {
+test('multi-statement simple queries: pg result arrays and psql -c', { timeout: 30_000 }, async () => {
   const r = await same('pg multi', (t) =>
     withPg(t.url, async (c) => {
       const res = (await c.query('SELECT 1 AS a; SELECT 2 AS b, \'two\' AS c; SELECT g FROM generate_series(1,3) g')) as unknown as pg.QueryResult[];
@@ -535,7 +532,7 @@ test('multi-statement simple queries: pg result arrays and psql -c', { skip, tim
   assert.match(perr.stderr, /division by zero/);
 });
 
-test('NOTICE and WARNING messages reach the client unchanged', { skip, timeout: 30_000 }, async () => {
+test('NOTICE and WARNING messages reach the client unchanged', { timeout: 30_000 }, async () => {
   const r = await same('notices', (t) =>
     withPg(t.url, async (c) => {
       const notices: Record<string, unknown>[] = [];
@@ -555,7 +552,7 @@ test('NOTICE and WARNING messages reach the client unchanged', { skip, timeout: 
   assert.equal(r[2]!.code, '00000');
 });
 
-test('LISTEN/NOTIFY and pg_notify through the gateway', { skip, timeout: 30_000 }, async () => {
+test('LISTEN/NOTIFY and pg_notify through the gateway', { timeout: 30_000 }, async () => {
   const r = await same('notify', async (t) => {
     const listener = new pg.Client({ connectionString: t.url });
     const notifier = new pg.Client({ connectionString: t.url });
@@ -598,7 +595,7 @@ test('LISTEN/NOTIFY and pg_notify through the gateway', { skip, timeout: 30_000 
 
 // ------------------------------------------------------------------ COPY, large values
 
-test('COPY FROM STDIN and COPY TO STDOUT of a 100 MB table with psql', { skip, timeout: 120_000 }, async (t) => {
+test('COPY FROM STDIN and COPY TO STDOUT of a 100 MB table with psql', { timeout: 120_000 }, async (t) => {
   const file = path.join(tmpDir, 'copy.csv');
   const ROWS = 1_000_000;
   const tGen = Date.now();
@@ -674,7 +671,7 @@ test('COPY FROM STDIN and COPY TO STDOUT of a 100 MB table with psql', { skip, t
   }
 });
 
-test('COPY FROM STDIN with a bad row fails identically and loads nothing', { skip, timeout: 30_000 }, async () => {
+test('COPY FROM STDIN with a bad row fails identically and loads nothing', { timeout: 30_000 }, async () => {
   await cluster.query('CREATE TABLE IF NOT EXISTS copy_err (id int primary key, v text)');
   const file = path.join(tmpDir, 'bad.csv');
   fs.writeFileSync(file, '1,a\n2,b\nnot-an-int,c\n4,d\n');
@@ -692,7 +689,7 @@ test('COPY FROM STDIN with a bad row fails identically and loads nothing', { ski
   }
 });
 
-test('large values: a 50 MB text value and a 20 MB bytea round-trip with pg', { skip, timeout: 60_000 }, async () => {
+test('large values: a 50 MB text value and a 20 MB bytea round-trip with pg', { timeout: 60_000 }, async () => {
   const SIZE = 50 * 1024 * 1024;
   const text = await both((t) =>
     withPg(t.url, async (c) => {
@@ -724,7 +721,7 @@ test('large values: a 50 MB text value and a 20 MB bytea round-trip with pg', { 
 
 // ------------------------------------------------------------------ psql
 
-test('psql: \\d, -A -t queries and meta-commands give identical output', { skip, timeout: 30_000 }, async () => {
+test('psql: \\d, -A -t queries and meta-commands give identical output', { timeout: 30_000 }, async () => {
   await cluster.query(
     "CREATE TABLE IF NOT EXISTS psql_t (id serial primary key, name text not null default 'x', created timestamptz default now()); CREATE INDEX IF NOT EXISTS psql_t_name ON psql_t(name); CREATE OR REPLACE VIEW psql_v AS SELECT id, name FROM psql_t",
   );
@@ -764,7 +761,7 @@ const SHOW_SQL =
   "current_setting('search_path') AS search_path, current_setting('DateStyle') AS datestyle, current_setting('TimeZone') AS timezone, " +
   "current_setting('statement_timeout') AS statement_timeout, current_setting('lock_timeout') AS lock_timeout, to_char('2024-03-01 10:00:00+00'::timestamptz, 'YYYY-MM-DD HH24:MI TZ') AS local_time";
 
-test('startup parameters reach the server, and are reset for the next client of a pooled connection', { skip, timeout: 30_000 }, async () => {
+test('startup parameters reach the server, and are reset for the next client of a pooled connection', { timeout: 30_000 }, async () => {
   await cluster.query('CREATE SCHEMA IF NOT EXISTS myschema; CREATE TABLE IF NOT EXISTS myschema.only_here (v text); TRUNCATE myschema.only_here; INSERT INTO myschema.only_here VALUES ($$found in myschema$$)');
   const custom: pg.ClientConfig = {
     application_name: 'switchyard-test-app',
@@ -820,7 +817,7 @@ test('startup parameters reach the server, and are reset for the next client of 
   assert.equal((gwB.unqualified as { error: { code: string } }).error.code, '42P01');
 });
 
-test('startup parameters as plain startup-packet keys (psql env, postgres.js connection) are carried and reset', { skip, timeout: 30_000 }, async () => {
+test('startup parameters as plain startup-packet keys (psql env, postgres.js connection) are carried and reset', { timeout: 30_000 }, async () => {
   // psql: PGCLIENTENCODING/PGAPPNAME/PGOPTIONS/PGDATESTYLE/PGTZ become startup parameters
   const env = { PGCLIENTENCODING: 'LATIN1', PGAPPNAME: 'psql-app', PGDATESTYLE: 'German', PGTZ: 'Asia/Tokyo', PGOPTIONS: '-c search_path=myschema' };
   const q = ['-A', '-t', '-F', '|', '-c', SHOW_SQL];
@@ -855,7 +852,7 @@ test('startup parameters as plain startup-packet keys (psql env, postgres.js con
   assert.notEqual((r2[0] as Record<string, string>).timezone, 'Pacific/Auckland');
 });
 
-test('a setting given both as a startup-packet key and in options: the key wins, as in PostgreSQL', { skip, timeout: 30_000 }, async () => {
+test('a setting given both as a startup-packet key and in options: the key wins, as in PostgreSQL', { timeout: 30_000 }, async () => {
   // PostgreSQL applies the options switches first and the plain startup-packet keys after them
   // (process_startup_options in postinit.c), so a key overrides the same setting in options.
   const p = await same('psql PGAPPNAME + PGOPTIONS', (t) =>
@@ -874,7 +871,7 @@ test('a setting given both as a startup-packet key and in options: the key wins,
   assert.deepEqual(r, { ce: 'UTF8', an: 'from_key' });
 });
 
-test('options syntax variants and unusual values are carried as PostgreSQL applies them', { skip, timeout: 30_000 }, async () => {
+test('options syntax variants and unusual values are carried as PostgreSQL applies them', { timeout: 30_000 }, async () => {
   const cases: pg.ClientConfig[] = [
     { options: '--search-path=myschema -cstatement_timeout=1min -c application_name=with\\ escaped\\ spaces' },
     { options: '  -c   DateStyle=Postgres,YMD\t-c lock_timeout=0  ' },
@@ -894,7 +891,7 @@ test('options syntax variants and unusual values are carried as PostgreSQL appli
   }
 });
 
-test('an invalid startup setting is refused as PostgreSQL refuses it', { skip, timeout: 30_000 }, async () => {
+test('an invalid startup setting is refused as PostgreSQL refuses it', { timeout: 30_000 }, async () => {
   for (const options of ['-c work_mem=bogus', '-c no_such_parameter=1']) {
     const r = await same(`options ${options}`, (t) => settle(withPg(t.url, async (c) => (await c.query('SELECT 1 AS one')).rows, { options }), (v) => v, pgError), gateway1);
     const err = (r as { error?: { code: string; severity: string } }).error;
@@ -906,7 +903,7 @@ test('an invalid startup setting is refused as PostgreSQL refuses it', { skip, t
   assert.deepEqual(ok, [{ one: 1 }]);
 });
 
-test('session state does not leak to the next client of a pooled connection', { skip, timeout: 30_000 }, async () => {
+test('session state does not leak to the next client of a pooled connection', { timeout: 30_000 }, async () => {
   await cluster.query(
     "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'leak_role') THEN CREATE ROLE leak_role; END IF; END $$; CREATE SEQUENCE IF NOT EXISTS leak_seq",
   );
@@ -970,7 +967,7 @@ test('session state does not leak to the next client of a pooled connection', { 
   assert.deepEqual(r.gateway.notified, []);
 });
 
-test('query cancellation through the gateway (postgres.js query.cancel())', { skip, timeout: 30_000 }, async () => {
+test('query cancellation through the gateway (postgres.js query.cancel())', { timeout: 30_000 }, async () => {
   const r = await same('cancel', (t) =>
     withSql(t.url, async (sql) => {
       const started = Date.now();
@@ -987,7 +984,7 @@ test('query cancellation through the gateway (postgres.js query.cancel())', { sk
   assert.deepEqual(r.after, [{ after: 'usable' }]);
 });
 
-test('a client that disconnects inside a transaction has it rolled back', { skip, timeout: 30_000 }, async () => {
+test('a client that disconnects inside a transaction has it rolled back', { timeout: 30_000 }, async () => {
   await cluster.query('CREATE TABLE IF NOT EXISTS dtx (id int, how text)');
   for (const how of ['end', 'destroy', 'failed-tx'] as const) {
     const r = await both(async (t) => {
@@ -1040,7 +1037,7 @@ test('a client that disconnects inside a transaction has it rolled back', { skip
 
 // ------------------------------------------------------------------ ParameterStatus
 
-test('ParameterStatus values equal those of a direct connection (pg and postgres.js)', { skip, timeout: 30_000 }, async () => {
+test('ParameterStatus values equal those of a direct connection (pg and postgres.js)', { timeout: 30_000 }, async () => {
   const pgParams = await both(async (t) => {
     const c = new pg.Client({ connectionString: t.url });
     const params = trackParams(c);
