@@ -3,7 +3,6 @@
 
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { startGateway } from '../harness/gateway.js';
