@@ -123,6 +123,11 @@ export class Gateway {
     }
   }
 
+  /** Cancel keys handed out and not yet released (one per logged-in client). */
+  get cancelKeyCount(): number {
+    return this.ctx.cancelKeys.size;
+  }
+
   /** A snapshot for the admin API. */
   status() {
     return {

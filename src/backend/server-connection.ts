@@ -175,9 +175,11 @@ export class ServerConnection {
       }
     };
     const onEnd = () => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where} closed the connection during login`));
+    // A socket destroyed by the connect timeout emits only 'close'.
     const onError = (e: Error) => queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, `${where}: ${e.message}`));
     this.route(onData);
     this.socket.on('end', onEnd);
+    this.socket.on('close', onEnd);
     this.socket.on('error', onError);
     this.socket.resume(); // reading was paused after the answer to SSLRequest
 
@@ -241,6 +243,7 @@ export class ServerConnection {
       throw e instanceof PgError ? e : new PgError(SQLSTATE.CONNECTION_FAILURE, `login to ${where} failed: ${(e as Error).message}`);
     } finally {
       this.socket.off('end', onEnd);
+      this.socket.off('close', onEnd);
       this.socket.off('error', onError);
     }
     if (queue.takeAll().length) throw new PgError(SQLSTATE.PROTOCOL_VIOLATION, `${where} sent data after ReadyForQuery during login`);
@@ -260,12 +263,17 @@ export class ServerConnection {
     }
     const buf = f.scanned;
     const starts = f.starts;
-    if (f.head) this.track(f.head, 0, f.head.length);
-    for (let i = 0; i < n; i++) this.track(buf, starts[i]!, starts[i + 1]!);
-    if (this.pending.length > 0) this.onInternal(f.messages(n));
-    else if (this.sink) {
-      if (this.sink.onServerData(f.head, buf.subarray(0, starts[n]))) this.reader?.replace();
-    } else this.onIdleMessages(f.messages(n));
+    try {
+      if (f.head) this.track(f.head, 0, f.head.length);
+      for (let i = 0; i < n; i++) this.track(buf, starts[i]!, starts[i + 1]!);
+      if (this.pending.length > 0) this.onInternal(f.messages(n));
+      else if (this.sink) {
+        if (this.sink.onServerData(f.head, buf.subarray(0, starts[n]))) this.reader?.replace();
+      } else this.onIdleMessages(f.messages(n));
+    } catch (e) {
+      // A malformed server message (RangeError from a reader) ends this connection, not the process.
+      this.destroy(new PgError(SQLSTATE.PROTOCOL_VIOLATION, `server "${this.endpoint.name}" sent a malformed message: ${(e as Error).message}`));
+    }
   }
 
   /** Follow the transaction status and reported parameters in the message at buf[start, end). */

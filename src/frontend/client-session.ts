@@ -152,8 +152,17 @@ export class ClientSession implements ServerSink {
 
   /** Read untyped packets until the StartupMessage, handling SSLRequest, GSSENCRequest and CancelRequest. */
   private async negotiate(): Promise<m.StartupPacket | undefined> {
+    // One SSLRequest and one GSSENCRequest at most, as in PostgreSQL: a loop of them is only load.
+    let sslDone = false;
+    let gssDone = false;
     for (;;) {
       const pkt = m.readUntypedPacket(await this.queue.next());
+      if (pkt.kind === 'ssl' && this.tls) throw protocolViolation('SSL request received on an encrypted connection');
+      if ((pkt.kind === 'ssl' && sslDone) || (pkt.kind === 'gssenc' && gssDone)) {
+        throw protocolViolation(`duplicate ${pkt.kind === 'ssl' ? 'SSL' : 'GSSENC'} request`);
+      }
+      sslDone ||= pkt.kind === 'ssl';
+      gssDone ||= pkt.kind === 'gssenc';
       if (pkt.kind === 'cancel') {
         this.ctx.cancelKeys.find(pkt.pid, pkt.secret)?.cancelServer();
         this.close();
@@ -165,7 +174,6 @@ export class ClientSession implements ServerSink {
         continue;
       }
       if (pkt.kind === 'ssl') {
-        if (this.tls) throw protocolViolation('SSL request received on an encrypted connection');
         if (!this.ctx.tlsContext) {
           this.socket.write('N');
           this.feedHeld();
@@ -228,6 +236,7 @@ export class ClientSession implements ServerSink {
       throw new PgError(SQLSTATE.FEATURE_NOT_SUPPORTED, `unsupported frontend protocol ${pkt.major}.${pkt.minor}: server supports 3.0 to 3.0`);
     }
     this.framer.startup = false;
+    this.feedHeld(); // messages the client pipelined behind its startup packet
     const params = pkt.params;
     const user = params.get('user');
     if (!user) throw new PgError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, 'no PostgreSQL user name specified in startup packet');
@@ -244,14 +253,18 @@ export class ClientSession implements ServerSink {
 
     await this.authenticate();
     loggedIn();
+    if (this.gone) return;
 
     const server = await this.ctx.pools.acquire(this.database, this.user, this.leaving.signal);
-    if (this.state === 'closed') {
+    if (this.gone) {
       this.ctx.pools.release(server, true);
       return;
     }
     this.server = server;
+    // Counted from here: the settings' own ReadyForQuery messages make a connection left mid-way not reusable.
+    this.readyBase = server.readyCount;
     await this.applySettings(server, settings);
+    if (this.gone) return; // finish() already gave the connection back
 
     this.key = this.ctx.cancelKeys.issue(this);
     const out: Buffer[] = [];
@@ -275,6 +288,11 @@ export class ClientSession implements ServerSink {
         hint: 'the auth query runs against the primary; check that it is reachable',
       });
     }
+    // An address over the failure threshold waits before every attempt, so a client cannot tell a
+    // failure by the delay of the answer and hang up early.
+    const delay = throttle.delayMs(this.address);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (this.gone) return;
     const auth = new ClientAuthenticator(this.user, cred, {
       tls: this.tls,
       defaultMethod: config.auth.method,
@@ -288,18 +306,16 @@ export class ClientSession implements ServerSink {
       step = auth.next(await this.queue.next());
     }
     if (step.done === 'fail') {
-      const delay = throttle.delayMs(this.address);
       throttle.failure(this.address);
       // Re-read the user from the primary in the background (rate-limited by the store), so a changed
       // password or a role created since is picked up by the next attempt. The cached entry and any learned
       // ClientKey stay until the answer arrives: clients already logged in keep getting server connections.
       if (cred?.source !== 'config' && config.auth.query) void credentials.get(this.user, { refresh: true }).catch(() => {});
       this.ctx.events.emit({ type: 'client_auth_failed', client: this.id, address: this.address, user: this.user, reason: step.reason });
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       this.reported = true;
       throw step.error;
     }
-    throttle.success(this.address);
+    // Failures are not wiped by a success: one valid account must not reset the count for guesses at others.
     if (step.clientKey && cred?.secret?.kind === 'scram') credentials.rememberClientKey(this.user, step.clientKey);
     this.socket.write(m.authenticationOk());
     this.ctx.events.emit({
@@ -417,6 +433,11 @@ export class ClientSession implements ServerSink {
   // ------------------------------------------------------------ ending
 
   private reported = false;
+
+  /** The client has left (re-read after every await: TypeScript would narrow a plain state check). */
+  private get gone(): boolean {
+    return this.state === 'closed';
+  }
   private handshaking = false;
 
   /** Send an error (once), log it once, and close. */

@@ -83,6 +83,7 @@ export class PoolManager {
    */
   acquire(database: string, user: string, signal?: AbortSignal): Promise<ServerConnection> {
     if (this.closing) return Promise.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+    if (signal?.aborted) return Promise.reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left before a server connection was leased'));
     const pool = this.poolFor(database, user);
     if (!this.waiters.some((w) => w.pool.database === database)) {
       const got = this.take(pool);
@@ -96,7 +97,7 @@ export class PoolManager {
         resolve,
         reject,
         timer: setTimeout(() => {
-          this.removeWaiter(w);
+          if (!this.removeWaiter(w)) return; // served meanwhile
           this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
           reject(
             new PgError(
@@ -114,6 +115,8 @@ export class PoolManager {
       signal?.addEventListener('abort', () => {
         if (this.removeWaiter(w)) reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
       });
+      // Queued behind others of this database, but maybe servable now (another user's pool has room).
+      this.pump();
     });
   }
 
@@ -180,7 +183,9 @@ export class PoolManager {
       const i = pool.idle.indexOf(conn);
       if (i >= 0) pool.idle.splice(i, 1);
       this.opts.onEvent?.({ type: 'server_closed', id: conn.id, database: pool.database, user: pool.user, reason: err?.message ?? 'closed' });
-      this.pump();
+      // Deferred: a close can happen inside take() (an idle victim at the database cap), and serving
+      // waiters from there would hand out the slot take() is about to use.
+      queueMicrotask(() => this.pump());
     });
     return conn;
   }
@@ -227,15 +232,11 @@ export class PoolManager {
 
   /** Serve waiters, oldest first, that can be served now. */
   private pump(): void {
-    for (let i = 0; i < this.waiters.length; ) {
-      const w = this.waiters[i]!;
+    for (const w of [...this.waiters]) {
+      if (!this.waiters.includes(w)) continue;
       const got = this.take(w.pool);
-      if (!got) {
-        i++;
-        continue;
-      }
-      this.waiters.splice(i, 1);
-      clearTimeout(w.timer);
+      if (!got) continue;
+      this.removeWaiter(w);
       got.then(w.resolve, w.reject);
     }
   }

@@ -19,14 +19,12 @@ import type { DeepPartial } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 
 const PG_BIN = findPgBin();
-const skip = PG_BIN ? false : 'PostgreSQL 15 binaries not found';
 
 let cluster: PgCluster;
 let tmpDir: string;
 let certs: TestCerts;
 
 before(async () => {
-  if (skip) return;
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-auth-test-'));
   certs = makeTestCerts(path.join(tmpDir, 'gw-certs'));
   cluster = await startCluster();
@@ -144,7 +142,7 @@ async function loginEventually(gw: Gateway, user: string, password: string, meth
 // ---------------------------------------------------------------------------
 // tests
 
-test('SCRAM config user with a plain password: client does SCRAM, gateway logs in with the password', { skip }, async () => {
+test('SCRAM config user with a plain password: client does SCRAM, gateway logs in with the password', async () => {
   await createRole('scram_pw', 'scram-pw-1');
   assert.match(await rolpassword('scram_pw'), /^SCRAM-SHA-256\$/);
   await withGateway({ auth: { users: [{ name: 'scram_pw', password: 'scram-pw-1' }] } }, async (gw) => {
@@ -161,7 +159,7 @@ test('SCRAM config user with a plain password: client does SCRAM, gateway logs i
   });
 });
 
-test('SCRAM config user with only a scram_verifier: the server login uses the ClientKey from the client proof', { skip }, async () => {
+test('SCRAM config user with only a scram_verifier: the server login uses the ClientKey from the client proof', async () => {
   await createRole('scram_v', 'scram-v-secret');
   const verifier = await rolpassword('scram_v');
   assert.match(verifier, /^SCRAM-SHA-256\$4096:/);
@@ -185,7 +183,7 @@ test('SCRAM config user with only a scram_verifier: the server login uses the Cl
   });
 });
 
-test('MD5 config users: with a password, and with only the md5 hash from pg_authid', { skip }, async () => {
+test('MD5 config users: with a password, and with only the md5 hash from pg_authid', async () => {
   await createRole('md5_pw', 'md5-pw-1', 'md5');
   await createRole('md5_h', 'md5-h-1', 'md5');
   const hash = await rolpassword('md5_h');
@@ -208,7 +206,7 @@ test('MD5 config users: with a password, and with only the md5 hash from pg_auth
   );
 });
 
-test('auth query: roles created after start log in; a changed password is picked up after a failed login', { skip }, async () => {
+test('auth query: roles created after start log in; a changed password is picked up after a failed login', async () => {
   await withGateway({ auth: { query: { user: 'postgres', password: 'postgres' } } }, async (gw) => {
     await createRole('aq_scram', 'aq-scram-1');
     await createRole('aq_md5', 'aq-md5-1', 'md5');
@@ -239,7 +237,7 @@ test('auth query: roles created after start log in; a changed password is picked
   });
 });
 
-test('wrong password and unknown user: 28P01 with the same wording, SCRAM default method', { skip }, async () => {
+test('wrong password and unknown user: 28P01 with the same wording, SCRAM default method', async () => {
   await withGateway({}, async (gw) => {
     assertAuthFailed(await login(gw, 'postgres', 'wrong'), 'postgres', 'scram');
     // an unknown user runs through the same exchange and fails the same way
@@ -254,7 +252,7 @@ test('wrong password and unknown user: 28P01 with the same wording, SCRAM defaul
   });
 });
 
-test('wrong password and unknown user: 28P01 with the same wording, MD5 default method', { skip }, async () => {
+test('wrong password and unknown user: 28P01 with the same wording, MD5 default method', async () => {
   await withGateway({ auth: { method: 'md5' } }, async (gw) => {
     assertAuthFailed(await login(gw, 'postgres', 'wrong'), 'postgres', 'md5');
     assertAuthFailed(await login(gw, 'no_such_user', 'wrong'), 'no_such_user', 'md5');
@@ -262,7 +260,7 @@ test('wrong password and unknown user: 28P01 with the same wording, MD5 default 
   });
 });
 
-test('trust user logs in without a password; the gateway uses its configured password for the server', { skip }, async () => {
+test('trust user logs in without a password; the gateway uses its configured password for the server', async () => {
   await createRole('trust_u', 'trust-pw-1');
   await withGateway({ auth: { users: [{ name: 'trust_u', password: 'trust-pw-1', method: 'trust' }] } }, async (gw) => {
     // pg would throw "client password must be a string" if asked for a password
@@ -273,7 +271,7 @@ test('trust user logs in without a password; the gateway uses its configured pas
   });
 });
 
-test('cleartext method: refused without TLS (28000), accepted over TLS', { skip }, async () => {
+test('cleartext method: refused without TLS (28000), accepted over TLS', async () => {
   await createRole('clear_u', 'clear-pw-1');
   await createRole('clear_v', 'clear-v-1');
   const verifier = await rolpassword('clear_v');
@@ -304,7 +302,7 @@ test('cleartext method: refused without TLS (28000), accepted over TLS', { skip 
   );
 });
 
-test('repeated failures from one address are slowed down; a success resets', { skip }, async () => {
+test('repeated failures from one address slow every later attempt from it, successes included', async () => {
   await withGateway({ auth: { failed_login_threshold: 2, failed_login_max_delay_ms: 2000 } }, async (gw) => {
     const fail = async (): Promise<number> => {
       const r = await login(gw, 'postgres', 'wrong');
@@ -320,17 +318,18 @@ test('repeated failures from one address are slowed down; a success resets', { s
     assert.ok(d3 >= base + 80, `3rd failure took ${d3.toFixed(0)} ms, first two ${d1.toFixed(0)}/${d2.toFixed(0)} ms`);
     assert.ok(d4 >= d1 + 100, `4th failure took ${d4.toFixed(0)} ms, 1st ${d1.toFixed(0)} ms`);
     assert.ok(d4 >= d3 + 50, `the delay grows: 3rd ${d3.toFixed(0)} ms, 4th ${d4.toFixed(0)} ms`);
-    // a successful login clears the record
-    assertOk(await login(gw, 'postgres', 'postgres'), 'postgres', 'scram');
+    // The delay comes before the exchange, so a correct password waits too: the timing of the answer
+    // says nothing about the guess, and hanging up early gains nothing.
+    const ok = await login(gw, 'postgres', 'postgres');
+    assertOk(ok, 'postgres', 'scram');
+    assert.ok(ok.ms >= base + 150, `a success from a throttled address waits as well: ${ok.ms.toFixed(0)} ms`);
+    // One valid login does not wipe the record of failures (it could be an attacker's own account).
     const d5 = await fail();
-    const d6 = await fail();
-    assert.ok(d5 < d3 - 50 && d6 < d3 - 50, `after a success failures are fast again: ${d5.toFixed(0)}, ${d6.toFixed(0)} ms (3rd was ${d3.toFixed(0)} ms)`);
-    const d7 = await fail();
-    assert.ok(d7 >= Math.min(d5, d6) + 80, `and slow again past the threshold: ${d7.toFixed(0)} ms`);
+    assert.ok(d5 >= d4 + 50, `still slowed after a success: ${d5.toFixed(0)} ms (4th was ${d4.toFixed(0)} ms)`);
   });
 });
 
-test('secrets never appear in the logs, at trace level, after logins and failed logins', { skip }, async () => {
+test('secrets never appear in the logs, at trace level, after logins and failed logins', async () => {
   await createRole('log_auth', 'log-auth-Secret-1');
   await cluster.query('ALTER ROLE log_auth SUPERUSER');
   await createRole('log_pw', 'log-pw-Secret-2');
@@ -408,7 +407,7 @@ test('secrets never appear in the logs, at trace level, after logins and failed 
   for (const [what, v] of secrets) assert.equal(out.includes(v), false, `${what} appears in the log`);
 });
 
-test('replication startup is refused with an error that names replication', { skip }, async () => {
+test('replication startup is refused with an error that names replication', async () => {
   await withGateway({}, async (gw) => {
     const r = await login(gw, 'postgres', 'postgres', { replication: 'database' } as pg.ClientConfig);
     assert.equal(r.ok, false);
@@ -428,7 +427,7 @@ test('replication startup is refused with an error that names replication', { sk
 // ---------------------------------------------------------------------------
 // auth query: cache behaviour around failed logins
 
-test('auth query: a role created after a failed login attempt under its name can log in within seconds', { skip }, async () => {
+test('auth query: a role created after a failed login attempt under its name can log in within seconds', async () => {
   await withGateway({ auth: { query: { user: 'postgres', password: 'postgres', cache_ttl_ms: 60_000 } } }, async (gw) => {
     // e.g. an application that starts before its role is provisioned
     assertAuthFailed(await login(gw, 'aq_late', 'aq-late-1'), 'aq_late', 'scram');
@@ -439,7 +438,7 @@ test('auth query: a role created after a failed login attempt under its name can
   });
 });
 
-test('auth query: a burst of failed logins for one user does not become a burst of auth queries', { skip }, async () => {
+test('auth query: a burst of failed logins for one user does not become a burst of auth queries', async () => {
   await cluster.query(`CREATE TABLE public.aq_log (at timestamptz NOT NULL DEFAULT clock_timestamp(), u text NOT NULL);
     CREATE FUNCTION public.aq_lookup(who text) RETURNS TABLE (usename name, passwd text) LANGUAGE plpgsql AS $$
     BEGIN
@@ -465,7 +464,7 @@ test('auth query: a burst of failed logins for one user does not become a burst 
   );
 });
 
-test('auth query: a failed login by someone else does not break a logged-in client waiting for a server connection', { skip }, async () => {
+test('auth query: a failed login by someone else does not break a logged-in client waiting for a server connection', async () => {
   await createRole('aq_wait', 'aq-wait-1');
   await withGateway(
     { auth: { query: { user: 'postgres', password: 'postgres' } }, pool: { size: 1, queue_timeout_ms: 10_000 } },
@@ -502,7 +501,7 @@ test('auth query: a failed login by someone else does not break a logged-in clie
   );
 });
 
-test('non-ASCII passwords and unusual role names (SCRAM password, verifier-only, md5 hash, auth query)', { skip }, async () => {
+test('non-ASCII passwords and unusual role names (SCRAM password, verifier-only, md5 hash, auth query)', async () => {
   const pw = 'Pässwörd\u00a0ünïcødé'; // a non-ASCII space, which SASLprep maps to ' '
   const decomposed = pw.normalize('NFD'); // SASLprep's NFKC makes this the same password for SCRAM
   const names = { scram: 'Odd Name,=scram', verifier: 'Odd Name,=verifier', md5: 'Odd Name,=md5', query: 'Odd Name,=query' };
@@ -542,7 +541,7 @@ test('non-ASCII passwords and unusual role names (SCRAM password, verifier-only,
   );
 });
 
-test('MD5 default method with an auth query: an unknown user gets the same challenge as an existing (SCRAM-stored) role', { skip }, async () => {
+test('MD5 default method with an auth query: an unknown user gets the same challenge as an existing (SCRAM-stored) role', async () => {
   // PostgreSQL 14+ stores new passwords as SCRAM verifiers; with an "md5" pg_hba line it answers such roles with
   // SCRAM, and a role that does not exist with a SCRAM mock exchange too (the mock follows password_encryption),
   // so the challenge does not tell whether the role exists.

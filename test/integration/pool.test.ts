@@ -16,6 +16,7 @@ const open: Gateway[] = [];
 before(async () => {
   cluster = await startCluster();
   await cluster.query("CREATE ROLE other LOGIN PASSWORD 'otherpw'");
+  await cluster.query("CREATE ROLE third LOGIN PASSWORD 'thirdpw'");
 });
 
 after(async () => {
@@ -100,6 +101,96 @@ test('pool.max_db_connections caps a database across users', async () => {
   assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, 'other');
   await b.end();
   await c.end();
+});
+
+function inUse(gw: Gateway): number {
+  return gw.pools.stats().reduce((n, p) => n + p.active + p.idle + p.opening, 0);
+}
+
+test('at the database cap, a freed slot goes to exactly one waiter and nothing leaks (users a, b, c)', async () => {
+  const gw = await gateway({
+    pool: { size: 5, max_db_connections: 1, queue_timeout_ms: 4000 },
+    auth: {
+      users: [
+        { name: 'postgres', password: 'postgres' },
+        { name: 'other', password: 'otherpw' },
+        { name: 'third', password: 'thirdpw' },
+      ],
+    },
+  });
+  const a = await client(gw);
+  const bP = client(gw, 'other', 'otherpw');
+  await new Promise((r) => setTimeout(r, 100));
+  const cP = client(gw, 'third', 'thirdpw');
+  await new Promise((r) => setTimeout(r, 100));
+  await a.end(); // its idle connection is the victim that makes room for b
+  const b = await bP;
+  assert.equal((await b.query('SELECT current_user AS u')).rows[0].u, 'other');
+  assert.equal(inUse(gw), 1, 'the cap of 1 holds');
+  assert.equal(gw.pools.stats().reduce((n, p) => n + p.waiting, 0), 1, 'c is still queued');
+  await b.end();
+  const c = await cP;
+  assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, 'third');
+  assert.equal(inUse(gw), 1);
+  await c.end();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(gw.pools.stats().reduce((n, p) => n + p.active + p.opening, 0), 0, 'no connection left busy');
+});
+
+test('a client queued for its own full pool does not hold up another user of the database', async () => {
+  const gw = await gateway({
+    pool: { size: 1, max_db_connections: 50, queue_timeout_ms: 3000 },
+    auth: { users: [{ name: 'postgres', password: 'postgres' }, { name: 'other', password: 'otherpw' }] },
+  });
+  const a1 = await client(gw);
+  const a2P = client(gw); // waits for a1's connection
+  await new Promise((r) => setTimeout(r, 100));
+  const t0 = Date.now();
+  const b = await client(gw, 'other', 'otherpw');
+  assert.ok(Date.now() - t0 < 1000, `b waited ${Date.now() - t0} ms behind a2`);
+  await b.end();
+  await a1.end();
+  await (await a2P).end();
+});
+
+test('clients that leave at any point of login leave no session, cancel key or busy connection behind', async () => {
+  const gw = await gateway({ pool: { size: 3 }, auth: { users: [{ name: 'postgres', password: 'postgres', method: 'trust' }] } });
+  for (let i = 0; i < 30; i++) {
+    const raw = await RawClient.connect(gw.port);
+    raw.send(m.startupMessage({ user: 'postgres', database: 'postgres', application_name: `leaver${i}`, TimeZone: 'Europe/Oslo' }));
+    // Leave after a growing pause: before auth, while leasing, while the settings are applied, after.
+    await new Promise((r) => setTimeout(r, i % 6));
+    raw.socket.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal((gw.status() as { clients: unknown[] }).clients.length, 0);
+  assert.equal(gw.cancelKeyCount, 0);
+  assert.equal(gw.pools.stats().reduce((n, p) => n + p.active + p.opening + p.waiting, 0), 0);
+  const c = await client(gw);
+  assert.equal((await c.query('SHOW application_name')).rows[0].application_name, '');
+  await c.end();
+});
+
+test('one GSSENCRequest and one SSLRequest at most; messages pipelined behind the startup packet are served', async () => {
+  const gw = await gateway({ auth: { users: [{ name: 'postgres', password: 'postgres', method: 'trust' }] } });
+  const gss = Buffer.alloc(8);
+  gss.writeInt32BE(8, 0);
+  gss.writeInt32BE(m.GSSENC_REQUEST_CODE, 4);
+  const looping = await RawClient.connect(gw.port);
+  looping.send(gss);
+  assert.equal(await looping.readByte(), 'N');
+  looping.send(gss);
+  const [dup] = await looping.until('E');
+  assert.equal(sqlstate(dup!), '08P01');
+  await looping.closed;
+
+  const eager = await RawClient.connect(gw.port);
+  eager.send(Buffer.concat([m.startupMessage({ user: 'postgres', database: 'postgres' }), m.query('SELECT 42')]));
+  const msgs = [...(await eager.until('Z')), ...(await eager.until('Z'))];
+  const row = msgs.find((x) => typeOf(x) === 'D');
+  assert.ok(row, 'the pipelined query was answered without another write from the client');
+  assert.deepEqual(m.readDataRow(row), ['42']);
+  eager.end();
 });
 
 test('a reused server connection carries nothing of the previous client', async () => {

@@ -18,7 +18,6 @@ import type { DeepPartial } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 
 const PG_BIN = findPgBin();
-const skip = PG_BIN ? false : 'PostgreSQL 15 binaries not found';
 
 /** ssl=off cluster, for the client leg and for server_tls against a server without TLS. */
 let plain: PgCluster;
@@ -31,7 +30,6 @@ let gwCerts: TestCerts;
 let otherCerts: TestCerts;
 
 before(async () => {
-  if (skip) return;
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-tls-test-'));
   gwCerts = makeTestCerts(path.join(tmpDir, 'gateway'));
   otherCerts = makeTestCerts(path.join(tmpDir, 'other'));
@@ -221,7 +219,7 @@ function assertSaslRequest(msg: { type: string; body: Buffer }): void {
 // ---------------------------------------------------------------------------
 // client leg
 
-test('client TLS: node-postgres verifies the gateway certificate (CA + host name) and queries work', { skip }, async () => {
+test('client TLS: node-postgres verifies the gateway certificate (CA + host name) and queries work', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     // verify-full style: the CA, with the name checked against "localhost" while connecting to 127.0.0.1
     const c = pgClient(gw, { ssl: { ca: gwCerts.caPem, servername: 'localhost', rejectUnauthorized: true } });
@@ -250,7 +248,7 @@ test('client TLS: node-postgres verifies the gateway certificate (CA + host name
   });
 });
 
-test('client TLS: psql sslmode=verify-full to host=localhost; postgres.js with ssl', { skip }, async () => {
+test('client TLS: psql sslmode=verify-full to host=localhost; postgres.js with ssl', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     const r = await psql(['-h', 'localhost', '-p', String(gw.port), '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT 40 + 2', '-c', '\\conninfo'], {
       PGSSLMODE: 'verify-full',
@@ -290,7 +288,7 @@ test('client TLS: psql sslmode=verify-full to host=localhost; postgres.js with s
   });
 });
 
-test('client TLS: a gateway without listen.tls answers the SSLRequest with N', { skip }, async () => {
+test('client TLS: a gateway without listen.tls answers the SSLRequest with N', async () => {
   await withGateway(plain, {}, async (gw) => {
     const raw = await Raw.connect(gw.port);
     try {
@@ -317,7 +315,7 @@ test('client TLS: a gateway without listen.tls answers the SSLRequest with N', {
   });
 });
 
-test('client TLS: bytes sent after the SSLRequest, before the handshake, are rejected (08P01)', { skip }, async () => {
+test('client TLS: bytes sent after the SSLRequest, before the handshake, are rejected (08P01)', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     // SSLRequest and a plaintext StartupMessage in one write: a man in the middle could inject the latter
     const raw = await Raw.connect(gw.port);
@@ -351,7 +349,7 @@ test('client TLS: bytes sent after the SSLRequest, before the handshake, are rej
   });
 });
 
-test('client TLS: GSSENCRequest is answered N and a normal startup follows', { skip }, async () => {
+test('client TLS: GSSENCRequest is answered N and a normal startup follows', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     // separate writes
     let raw = await Raw.connect(gw.port);
@@ -420,7 +418,7 @@ test('client TLS: GSSENCRequest is answered N and a normal startup follows', { s
   });
 });
 
-test('client TLS: sessions of TLS clients that disconnected leave the gateway (status().clients)', { skip }, async () => {
+test('client TLS: sessions of TLS clients that disconnected leave the gateway (status().clients)', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     for (let i = 0; i < 2; i++) {
       assert.equal(await scalar(gw, 'SELECT 1', { ssl: false }), 1);
@@ -444,7 +442,7 @@ test('client TLS: sessions of TLS clients that disconnected leave the gateway (s
   });
 });
 
-test('client TLS: a client that hangs up in the middle of the TLS handshake is seen to leave', { skip }, async () => {
+test('client TLS: a client that hangs up in the middle of the TLS handshake is seen to leave', async () => {
   await withGateway(plain, listenTls(), async (gw) => {
     const counts = gw.events.counts;
     const r = await Raw.connect(gw.port);
@@ -463,7 +461,7 @@ test('client TLS: a client that hangs up in the middle of the TLS handshake is s
 // ---------------------------------------------------------------------------
 // server leg
 
-test('server TLS: require and verify-full connect to the server over TLS', { skip }, async () => {
+test('server TLS: require and verify-full connect to the server over TLS', async () => {
   assert.ok(secure.tls);
   for (const server_tls of [{ mode: 'require' }, { mode: 'verify-full', ca: secure.tls.caFile }, { mode: 'prefer' }] as const) {
     await withGateway(secure, { server_tls }, async (gw) => {
@@ -481,7 +479,7 @@ test('server TLS: require and verify-full connect to the server over TLS', { ski
   });
 });
 
-test('server TLS: verify-full against a certificate from another CA fails clearly; the gateway keeps serving', { skip }, async () => {
+test('server TLS: verify-full against a certificate from another CA fails clearly; the gateway keeps serving', async () => {
   await withGateway(secure, { server_tls: { mode: 'verify-full', ca: otherCerts.caFile } }, async (gw) => {
     const t0 = performance.now();
     const errors = await Promise.all([0, 1, 2].map(() => connectError(gw)));
@@ -511,7 +509,7 @@ test('server TLS: verify-full against a certificate from another CA fails clearl
   });
 });
 
-test('server TLS: prefer falls back to plaintext on a server without TLS; require fails clearly', { skip }, async () => {
+test('server TLS: prefer falls back to plaintext on a server without TLS; require fails clearly', async () => {
   await withGateway(plain, { server_tls: { mode: 'prefer' } }, async (gw) => {
     assert.equal(await scalar(gw, SERVER_SSL), false);
   });
