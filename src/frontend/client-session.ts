@@ -143,10 +143,13 @@ export class ClientSession implements ServerSink {
       if (!startup) return; // a cancel request, or the client left
       await this.login(startup, () => clearTimeout(timer));
     } catch (e) {
-      clearTimeout(timer);
       if (this.state === 'closed') return;
       if (e instanceof PgError) this.fatal(e);
+      // The message readers throw RangeError on a malformed packet (a missing terminator, a short body).
+      else if (e instanceof RangeError) this.fatal(protocolViolation(`invalid startup packet: ${e.message}`));
       else this.fatal(new PgError(SQLSTATE.INTERNAL_ERROR, `internal error: ${(e as Error).message}`));
+    } finally {
+      clearTimeout(timer);
     }
   }
 

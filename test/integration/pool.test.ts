@@ -369,6 +369,16 @@ test('malformed and oversized messages get an ErrorResponse with a SQLSTATE and 
   const [reply] = await raw.until('E');
   assert.equal(sqlstate(reply!), '08P01');
   await raw.closed;
+  // A startup packet whose last parameter value is not terminated.
+  const cut = Buffer.concat([Buffer.alloc(8), Buffer.from('user\0postgres')]);
+  cut.writeInt32BE(cut.length, 0);
+  cut.writeInt32BE(m.PROTOCOL_3_0, 4);
+  const unterminated = await RawClient.connect(gw.port);
+  unterminated.send(cut);
+  const [reply2] = await unterminated.until('E');
+  assert.equal(sqlstate(reply2!), '08P01');
+  assert.match(m.readErrorFields(reply2!).get('M')!, /invalid startup packet/);
+  await unterminated.closed;
   await bystander.end();
 });
 
