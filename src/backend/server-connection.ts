@@ -388,11 +388,11 @@ export class ServerConnection {
     });
   }
 
-  /** Polite close: Terminate, then end. */
-  close(): void {
+  /** Polite close: Terminate, then end. The reason reaches close listeners (and so the logs). */
+  close(reason?: string): void {
     if (this.closed) return;
     this.socket.end(m.terminate());
-    this.onClosed(undefined);
+    this.onClosed(reason === undefined ? undefined : new Error(reason));
   }
 
   destroy(err?: Error): void {

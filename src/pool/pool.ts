@@ -199,16 +199,23 @@ export class PoolManager {
     const pool = this.poolFor(conn.database, conn.user);
     conn.detach();
     const lifetime = this.opts.pool.lifetime_ms;
-    if (!reusable || conn.closed || this.closing || (lifetime > 0 && Date.now() - conn.createdAt > lifetime)) {
+    const closeReason = !reusable
+      ? 'released in the middle of a request'
+      : this.closing
+        ? 'gateway shutting down'
+        : lifetime > 0 && Date.now() - conn.createdAt > lifetime
+          ? 'pool.lifetime_ms reached'
+          : undefined;
+    if (closeReason || conn.closed) {
       pool.busy.delete(conn);
-      conn.close();
+      conn.close(closeReason);
       this.pump();
       return;
     }
     void this.reset(conn).then((ok) => {
       if (!pool.busy.delete(conn)) return; // closed meanwhile
       if (!ok || this.closing) {
-        conn.close();
+        conn.close(ok ? 'gateway shutting down' : 'reset (ROLLBACK / DISCARD ALL) failed');
       } else {
         conn.lastUsedAt = Date.now();
         pool.idle.push(conn);
@@ -241,10 +248,10 @@ export class PoolManager {
     }
   }
 
-  private closeIdle(pool: UserPool, conn: ServerConnection, _reason: string): void {
+  private closeIdle(pool: UserPool, conn: ServerConnection, reason: string): void {
     const i = pool.idle.indexOf(conn);
     if (i >= 0) pool.idle.splice(i, 1);
-    conn.close();
+    conn.close(reason);
   }
 
   private reap(): void {
@@ -253,7 +260,7 @@ export class PoolManager {
     for (const p of this.pools.values()) {
       for (const c of [...p.idle]) {
         if ((idle_timeout_ms > 0 && now - c.lastUsedAt > idle_timeout_ms) || (lifetime_ms > 0 && now - c.createdAt > lifetime_ms)) {
-          this.closeIdle(p, c, 'idle or lifetime limit');
+          this.closeIdle(p, c, now - c.lastUsedAt > idle_timeout_ms && idle_timeout_ms > 0 ? 'pool.idle_timeout_ms reached' : 'pool.lifetime_ms reached');
         }
       }
     }
@@ -284,8 +291,8 @@ export class PoolManager {
       w.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
     }
     for (const p of this.pools.values()) {
-      for (const c of p.idle.splice(0)) c.close();
-      for (const c of p.busy) c.close();
+      for (const c of p.idle.splice(0)) c.close('gateway shutting down');
+      for (const c of p.busy) c.close('gateway shutting down');
     }
   }
 }
