@@ -102,10 +102,6 @@ export function errorResponse(f: ErrorFields): Buffer {
   return frame('E', fieldsBody(f));
 }
 
-export function noticeResponse(f: ErrorFields): Buffer {
-  return frame('N', fieldsBody(f));
-}
-
 /** An untyped startup packet: protocol 3.0 and name/value pairs. */
 export function startupMessage(params: Record<string, string>): Buffer {
   const parts: Buffer[] = [int32(PROTOCOL_3_0)];
@@ -196,9 +192,6 @@ export class BodyReader {
     const b = Buffer.from(this.buf.subarray(this.off, this.off + n));
     this.off += n;
     return b;
-  }
-  rest(): Buffer {
-    return this.bytes(this.remaining);
   }
 }
 

@@ -16,6 +16,7 @@ import { startGateway } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { DeepPartial } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
+import * as m from '../../src/protocol/messages.js';
 
 const PG_BIN = findPgBin();
 
@@ -190,23 +191,14 @@ const int32 = (n: number): Buffer => {
   b.writeInt32BE(n);
   return b;
 };
-const SSL_REQUEST = Buffer.concat([int32(8), int32(80877103)]);
-const GSSENC_REQUEST = Buffer.concat([int32(8), int32(80877104)]);
+const SSL_REQUEST = m.sslRequest();
+const GSSENC_REQUEST = Buffer.concat([int32(8), int32(m.GSSENC_REQUEST_CODE)]);
 
-function startupPacket(params: Record<string, string>): Buffer {
-  const body = Buffer.concat([int32(196608), ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
-  return Buffer.concat([int32(body.length + 4), body]);
-}
+const startupPacket = m.startupMessage;
 
+/** ErrorResponse fields from a message body (the frame without its type and length). */
 function errorFields(body: Buffer): Map<string, string> {
-  const out = new Map<string, string>();
-  let off = 0;
-  while (off < body.length && body[off] !== 0) {
-    const end = body.indexOf(0, off + 1);
-    out.set(String.fromCharCode(body[off]!), body.toString('utf8', off + 1, end));
-    off = end + 1;
-  }
-  return out;
+  return m.readErrorFields(m.frame('E', body));
 }
 
 /** The first answer to a StartupMessage for postgres: AuthenticationSASL offering SCRAM-SHA-256. */
