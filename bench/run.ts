@@ -1,13 +1,14 @@
 // switchyard benchmark: pgbench straight at PostgreSQL vs through switchyard vs through PgBouncer.
 //
-//   npm run bench -- [--seconds N] [--clients N] [--scale N] [--rounds N]
-//                    [--protocol simple|extended|prepared] [--scenario select-only|tpcb-like|all]
-//                    [--mode session] [--pool-size N] [--json FILE]
+//   npm run bench -- [--preset txn] [--seconds N] [--clients N] [--scale N] [--rounds N]
+//                    [--protocol simple|extended|prepared[,...]] [--scenario select-only|tpcb-like|all]
+//                    [--mode session|transaction] [--pool-size N] [--json FILE]
 //
 // One throw-away PostgreSQL 15 primary (test/harness/pg-cluster.ts), pgbench tables at --scale, the
 // gateway in its own node process (bench/gateway-process.ts), PgBouncer when /usr/sbin/pgbouncer (or
-// pgbouncer on PATH) exists. Rounds are interleaved: every round runs every scenario against every
-// target, the target order rotating per round. See bench/README.md.
+// pgbouncer on PATH) exists. Every protocol given is a group with a table of its own. Rounds are
+// interleaved: every round runs every group and scenario against every target, the target order
+// rotating per round. See bench/README.md.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,32 +31,62 @@ const DATABASE = 'postgres';
 type Scenario = 'select-only' | 'tpcb-like';
 type Target = 'direct' | 'switchyard' | 'pgbouncer';
 type Protocol = 'simple' | 'extended' | 'prepared';
+type PoolMode = 'session' | 'transaction';
+type Preset = 'txn';
 
 const ALL_SCENARIOS: Scenario[] = ['select-only', 'tpcb-like'];
 const ALL_TARGETS: Target[] = ['direct', 'switchyard', 'pgbouncer'];
+const PROTOCOLS: readonly Protocol[] = ['simple', 'extended', 'prepared'];
 
 interface Options {
+  preset?: Preset;
   seconds: number;
   clients: number;
   jobs: number;
   scale: number;
   rounds: number;
-  protocol: Protocol;
+  /** one group (table) per protocol, in this order */
+  protocols: Protocol[];
   scenarios: Scenario[];
-  mode: 'session';
+  mode: PoolMode;
   poolSize: number;
   json?: string;
   noPgbouncer: boolean;
 }
 
+/** Values a preset stands for; any flag given explicitly wins. Flag spelling as on the command line. */
+const PRESETS: Record<Preset, Partial<Record<'mode' | 'scenario' | 'clients' | 'pool-size' | 'protocol', string>>> = {
+  // Transaction pooling, many clients over few server connections: -M simple against both proxies,
+  // -M prepared against switchyard only (PgBouncer 1.18 cannot, see PGBOUNCER_PREPARED_SKIP).
+  txn: { mode: 'transaction', scenario: 'select-only', clients: '50', 'pool-size': '10', protocol: 'simple,prepared' },
+};
+
+/**
+ * PgBouncer before 1.21 (Debian 12 ships 1.18) does not track protocol-level prepared statements in
+ * transaction mode: pgbench -M prepared parses a named statement once per client and later binds it on
+ * whichever server connection the transaction gets, where it does not exist.
+ */
+const PGBOUNCER_PREPARED_SKIP =
+  'PgBouncer skipped for -M prepared: in transaction mode PgBouncer < 1.21 cannot relay protocol-level prepared statements ' +
+  '(a statement parsed on one server connection is executed on another: "prepared statement does not exist")';
+
+function pgbouncerSkipReason(mode: PoolMode, protocol: Protocol): string | undefined {
+  return mode === 'transaction' && protocol === 'prepared' ? PGBOUNCER_PREPARED_SKIP : undefined;
+}
+
 const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- [options])
+  --preset txn     transaction pooling: --mode transaction --scenario select-only --clients 50
+                   --pool-size 10 --protocol simple,prepared (PgBouncer only in the simple group);
+                   flags given explicitly override these
   --seconds N      pgbench -T per run (default 10)
   --clients N      pgbench -c (default 20; -j is min(2, clients))
   --scale N        pgbench -i -s (default 10)
   --rounds N       interleaved rounds; the median TPS is reported (default 3)
-  --protocol P     simple | extended | prepared (pgbench -M, default simple)
+  --protocol P     simple | extended | prepared (pgbench -M, default simple); a comma-separated
+                   list runs one group (table) per protocol in the same invocation
   --scenario S     select-only | tpcb-like | all (default all)
-  --mode M         pool mode of both proxies: session (the only one for now)
+  --mode M         pool mode of both proxies: session | transaction (default session); with
+                   transaction, PgBouncer is skipped for -M prepared (it cannot do it before 1.21)
   --pool-size N    switchyard pool.size = max_db_connections = PgBouncer default_pool_size
                    (default: --clients, so no client ever waits for a server connection)
   --json FILE      also write the results as JSON
@@ -79,6 +110,7 @@ function parseOptions(argv: string[]): Options | null {
       strict: true,
       allowPositionals: false,
       options: {
+        preset: { type: 'string' },
         seconds: { type: 'string' },
         clients: { type: 'string' },
         scale: { type: 'string' },
@@ -96,28 +128,42 @@ function parseOptions(argv: string[]): Options | null {
     throw new UsageError((e as Error).message);
   }
   if (values.help) return null;
-  const protocol = values.protocol ?? 'simple';
-  if (protocol !== 'simple' && protocol !== 'extended' && protocol !== 'prepared') {
-    throw new UsageError(`--protocol must be simple, extended or prepared, got ${JSON.stringify(protocol)}`);
+  let preset: Preset | undefined;
+  if (values.preset !== undefined) {
+    if (!Object.hasOwn(PRESETS, values.preset)) {
+      throw new UsageError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got ${JSON.stringify(values.preset)}`);
+    }
+    preset = values.preset as Preset;
   }
-  const scenario = values.scenario ?? 'all';
+  // explicit flag, else the preset's value, else the plain default
+  const pv = preset ? PRESETS[preset] : {};
+  const protocolArg = values.protocol ?? pv.protocol ?? 'simple';
+  const protocols: Protocol[] = [];
+  for (const p of protocolArg.split(',').map((x) => x.trim())) {
+    if (!(PROTOCOLS as readonly string[]).includes(p)) {
+      throw new UsageError(`--protocol must be simple, extended or prepared (or a comma-separated list of them), got ${JSON.stringify(protocolArg)}`);
+    }
+    if (!protocols.includes(p as Protocol)) protocols.push(p as Protocol);
+  }
+  const scenario = values.scenario ?? pv.scenario ?? 'all';
   let scenarios: Scenario[];
   if (scenario === 'all') scenarios = ALL_SCENARIOS;
   else if (scenario === 'select-only' || scenario === 'tpcb-like') scenarios = [scenario];
   else throw new UsageError(`--scenario must be select-only, tpcb-like or all, got ${JSON.stringify(scenario)}`);
-  const mode = values.mode ?? 'session';
-  if (mode !== 'session') throw new UsageError(`--mode: only session is supported for now, got ${JSON.stringify(mode)}`);
-  const clients = positiveInt('clients', values.clients, 20);
+  const mode = values.mode ?? pv.mode ?? 'session';
+  if (mode !== 'session' && mode !== 'transaction') throw new UsageError(`--mode must be session or transaction, got ${JSON.stringify(mode)}`);
+  const clients = positiveInt('clients', values.clients ?? pv.clients, 20);
   return {
+    preset,
     seconds: positiveInt('seconds', values.seconds, 10),
     clients,
     jobs: Math.min(2, clients),
     scale: positiveInt('scale', values.scale, 10),
     rounds: positiveInt('rounds', values.rounds, 3),
-    protocol,
+    protocols,
     scenarios,
     mode,
-    poolSize: positiveInt('pool-size', values['pool-size'], clients),
+    poolSize: positiveInt('pool-size', values['pool-size'] ?? pv['pool-size'], clients),
     json: values.json,
     noPgbouncer: values['no-pgbouncer'] ?? false,
   };
@@ -592,7 +638,8 @@ async function startPgbouncer(bin: string, cluster: PgCluster, dir: string, opts
       `default_pool_size = ${opts.poolSize}`,
       'min_pool_size = 0',
       'reserve_pool_size = 0',
-      'max_client_conn = 1000',
+      // pgbench's clients plus the driver's sanity psql, with room to spare
+      `max_client_conn = ${Math.max(1000, opts.clients + 50)}`,
       `logfile = ${iniValue(logfile)}`,
       'log_connections = 0',
       'log_disconnections = 0',
@@ -663,6 +710,7 @@ function fileSize(file: string): number {
 
 interface PgbenchRun {
   round: number;
+  protocol: Protocol;
   scenario: Scenario;
   target: Target;
   port: number;
@@ -683,12 +731,12 @@ interface PgbenchRun {
   errors: string[];
 }
 
-function pgbenchArgs(opts: Options, scenario: Scenario, port: number | string, user: string): string[] {
+function pgbenchArgs(opts: Options, protocol: Protocol, scenario: Scenario, port: number | string, user: string): string[] {
   return [
     '-h', HOST,
     '-p', String(port),
     '-U', user,
-    '-M', opts.protocol,
+    '-M', protocol,
     '-c', String(opts.clients),
     '-j', String(opts.jobs),
     '-T', String(opts.seconds),
@@ -715,12 +763,13 @@ async function runPgbench(
   opts: Options,
   cluster: PgCluster,
   round: number,
+  protocol: Protocol,
   scenario: Scenario,
   target: Target,
   port: number,
   proxyPid: number | undefined,
 ): Promise<PgbenchRun> {
-  const args = pgbenchArgs(opts, scenario, port, cluster.superuser);
+  const args = pgbenchArgs(opts, protocol, scenario, port, cluster.superuser);
   const cpu0 = cpuSeconds(proxyPid);
   const host0 = hostCpu();
   const t0 = process.hrtime.bigint();
@@ -731,6 +780,7 @@ async function runPgbench(
   const parsed = parsePgbench(r.stdout);
   const run: PgbenchRun = {
     round,
+    protocol,
     scenario,
     target,
     port,
@@ -767,6 +817,7 @@ async function runPgbench(
 // ---------------------------------------------------------------------------
 
 interface Summary {
+  protocol: Protocol;
   scenario: Scenario;
   target: Target;
   tpsMedian: number;
@@ -795,15 +846,16 @@ function table(rows: string[][], rightAlign: boolean[]): string {
     .join('\n');
 }
 
-function summarize(runs: PgbenchRun[], scenarios: Scenario[], targets: Target[]): Summary[] {
+function summarize(runs: PgbenchRun[], protocol: Protocol, scenarios: Scenario[], targets: Target[]): Summary[] {
   const out: Summary[] = [];
   for (const scenario of scenarios) {
     for (const target of targets) {
-      const rs = runs.filter((r) => r.scenario === scenario && r.target === target);
+      const rs = runs.filter((r) => r.protocol === protocol && r.scenario === scenario && r.target === target);
       if (!rs.length) continue;
       const withTps = rs.filter((r) => r.tps !== undefined);
       const cpu = rs.map((r) => r.proxyCpuPct).filter((x): x is number => x !== undefined);
       out.push({
+        protocol,
         scenario,
         target,
         tpsMedian: median(withTps.map((r) => r.tps!)),
@@ -843,18 +895,37 @@ async function main(): Promise<number> {
   const pgbench = [path.join(pgBin, 'pgbench'), '/usr/lib/postgresql/15/bin/pgbench', '/usr/bin/pgbench'].find((p) => fs.existsSync(p));
   if (!pgbench) throw new Error(`pgbench not found in ${pgBin}`);
   const psql = path.join(pgBin, 'psql');
-  const pgbouncerBin = opts.noPgbouncer ? undefined : findPgbouncer();
+  const pgbouncerInstalled = opts.noPgbouncer ? undefined : findPgbouncer();
+  // Groups where PgBouncer cannot take part by design (transaction mode + -M prepared); it is only
+  // started when some group wants it.
+  const skipFor = new Map<Protocol, string>();
+  for (const p of opts.protocols) {
+    const why = pgbouncerSkipReason(opts.mode, p);
+    if (why) skipFor.set(p, why);
+  }
+  const pgbouncerWanted = opts.protocols.some((p) => !skipFor.has(p));
+  const pgbouncerBin = pgbouncerWanted ? pgbouncerInstalled : undefined;
+  const multi = opts.protocols.length > 1;
 
   const cores = os.cpus().length;
   log('switchyard benchmark');
   log(`  machine:    ${cores} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load avg ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   log(`  pgbench:    ${toolVersion(pgbench)} (${pgbench})`);
   log(`  postgres:   ${toolVersion(path.join(pgBin, 'postgres'))}`);
-  log(`  pgbouncer:  ${pgbouncerBin ? `${toolVersion(pgbouncerBin)} (${pgbouncerBin})` : `${opts.noPgbouncer ? 'skipped (--no-pgbouncer)' : 'not installed'}: no PgBouncer column (ratios vs PgBouncer are n/a)`}`);
+  if (!pgbouncerInstalled) {
+    log(`  pgbouncer:  ${opts.noPgbouncer ? 'skipped (--no-pgbouncer)' : 'not installed'}: no PgBouncer column (ratios vs PgBouncer are n/a)`);
+  } else if (!pgbouncerWanted) {
+    log(`  pgbouncer:  ${toolVersion(pgbouncerInstalled)} (${pgbouncerInstalled}): not started`);
+  } else {
+    log(`  pgbouncer:  ${toolVersion(pgbouncerInstalled)} (${pgbouncerInstalled})`);
+  }
+  if (pgbouncerInstalled) {
+    for (const why of new Set(skipFor.values())) log(`              ${why}; that group reports switchyard/direct only`);
+  }
   log(`  node:       ${process.version}`);
   log(
-    `  settings:   ${opts.seconds} s per run, ${opts.clients} clients / ${opts.jobs} threads, scale ${opts.scale}, ${opts.rounds} round(s), ` +
-      `protocol ${opts.protocol}, pool mode ${opts.mode}, pool size ${opts.poolSize}, scenarios ${opts.scenarios.join(', ')}`,
+    `  settings:   ${opts.preset ? `preset ${opts.preset}, ` : ''}${opts.seconds} s per run, ${opts.clients} clients / ${opts.jobs} threads, scale ${opts.scale}, ${opts.rounds} round(s), ` +
+      `protocol ${opts.protocols.join(', ')}, pool mode ${opts.mode}, pool size ${opts.poolSize}, scenarios ${opts.scenarios.join(', ')}`,
   );
 
   installSignalHandlers();
@@ -901,11 +972,23 @@ async function main(): Promise<number> {
     bouncer = await startPgbouncer(pgbouncerBin, cluster, state.dir, opts, owner);
     if (state.interrupted) return 130;
     log(`  pgbouncer on ${HOST}:${bouncer.port} (pid ${bouncer.pid})`);
-  } else {
+  } else if (!pgbouncerInstalled) {
     log(`PgBouncer ${opts.noPgbouncer ? 'skipped (--no-pgbouncer)' : 'not installed (no pgbouncer binary)'}: no PgBouncer column`);
+  } else {
+    log('PgBouncer not started: transaction mode with only -M prepared (see above)');
   }
 
-  const targets: Target[] = ALL_TARGETS.filter((t) => t !== 'pgbouncer' || bouncer);
+  /** One table per protocol; PgBouncer left out where it cannot take part (skipReason). */
+  interface Group {
+    protocol: Protocol;
+    targets: Target[];
+    skipReason?: string;
+  }
+  const groups: Group[] = opts.protocols.map((protocol) => {
+    const skipReason = skipFor.get(protocol);
+    return { protocol, skipReason, targets: ALL_TARGETS.filter((t) => t !== 'pgbouncer' || (bouncer && !skipReason)) };
+  });
+  const targets: Target[] = ALL_TARGETS.filter((t) => groups.some((g) => g.targets.includes(t)));
   const portOf: Record<Target, number | undefined> = { direct: cluster.primary.port, switchyard: gw.port, pgbouncer: bouncer?.port };
   const pidOf: Record<Target, number | undefined> = { direct: undefined, switchyard: gw.pid, pgbouncer: bouncer?.pid };
 
@@ -923,69 +1006,91 @@ async function main(): Promise<number> {
     }
   }
 
+  const command = (p: Protocol, s: Scenario): string => [pgbench, ...pgbenchArgs(opts!, p, s, 'PORT', cluster.superuser)].join(' ');
   log('\npgbench command (PGPASSWORD set; only -p differs between targets):');
-  for (const s of opts.scenarios) log(`  ${s.padEnd(11)}  ${[pgbench, ...pgbenchArgs(opts, s, 'PORT', cluster.superuser)].join(' ')}`);
+  for (const g of groups) for (const s of opts.scenarios) log(`  ${s.padEnd(11)}  ${command(g.protocol, s)}`);
   log(`  PORT: ${targets.map((t) => `${t} ${portOf[t]}`).join(', ')}`);
+  if (multi) for (const g of groups) log(`  -M ${g.protocol.padEnd(8)}  against ${g.targets.join(', ')}${g.skipReason ? ' (no PgBouncer: see above)' : ''}`);
 
   // --- interleaved rounds ---
   const runs: PgbenchRun[] = [];
-  const totalRuns = opts.rounds * opts.scenarios.length * targets.length;
+  const totalRuns = opts.rounds * opts.scenarios.length * groups.reduce((a, g) => a + g.targets.length, 0);
   log(`\n${totalRuns} runs of ${opts.seconds} s (about ${Math.ceil((totalRuns * (opts.seconds + 2)) / 60)} min)`);
   for (let round = 0; round < opts.rounds; round++) {
-    const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
-    for (const scenario of opts.scenarios) {
-      for (const target of order) {
-        if (state.interrupted) return 130;
-        for (const h of [gw, bouncer]) {
-          const why = h?.exitInfo();
-          if (why) throw new Error(`${why} before round ${round + 1} ${scenario}`);
+    for (const group of groups) {
+      const gt = group.targets;
+      const order = gt.map((_, i) => gt[(i + round) % gt.length]!);
+      for (const scenario of opts.scenarios) {
+        for (const target of order) {
+          if (state.interrupted) return 130;
+          for (const h of [gw, bouncer]) {
+            const why = h?.exitInfo();
+            if (why) throw new Error(`${why} before round ${round + 1} -M ${group.protocol} ${scenario}`);
+          }
+          const run = await runPgbench(pgbench, opts, cluster, round + 1, group.protocol, scenario, target, portOf[target]!, pidOf[target]);
+          if (state.interrupted) return 130;
+          runs.push(run);
+          log(
+            `  round ${round + 1}/${opts.rounds}  ${multi ? `${group.protocol.padEnd(8)}  ` : ''}${scenario.padEnd(11)}  ${target.padEnd(10)}  ` +
+              `tps ${fmt(run.tps).padStart(9)}  lat ${fmt(run.latencyMs, 3).padStart(7)} ms  failed ${String(run.failed ?? 'n/a').padStart(3)}  ` +
+              `proxy cpu ${run.proxyCpuPct === undefined ? '   -' : fmt(run.proxyCpuPct, 0).padStart(3) + '%'}  host cpu ${fmt(run.hostCpuPct, 0)}%` +
+              (run.ok ? '' : `\n    FAILED: ${run.problem}`),
+          );
         }
-        const run = await runPgbench(pgbench, opts, cluster, round + 1, scenario, target, portOf[target]!, pidOf[target]);
-        if (state.interrupted) return 130;
-        runs.push(run);
-        log(
-          `  round ${round + 1}/${opts.rounds}  ${scenario.padEnd(11)}  ${target.padEnd(10)}  ` +
-            `tps ${fmt(run.tps).padStart(9)}  lat ${fmt(run.latencyMs, 3).padStart(7)} ms  failed ${String(run.failed ?? 'n/a').padStart(3)}  ` +
-            `proxy cpu ${run.proxyCpuPct === undefined ? '   -' : fmt(run.proxyCpuPct, 0).padStart(3) + '%'}  host cpu ${fmt(run.hostCpuPct, 0)}%` +
-            (run.ok ? '' : `\n    FAILED: ${run.problem}`),
-        );
       }
     }
   }
 
-  // --- report ---
-  const summary = summarize(runs, opts.scenarios, targets);
-  const get = (s: Scenario, t: Target): Summary | undefined => summary.find((x) => x.scenario === s && x.target === t);
-  log(`\nresults: median of ${opts.rounds} round(s); ${cores} cores shared by pgbench, PostgreSQL and the proxy`);
-  const rows: string[][] = [['scenario', 'target', 'TPS (median)', 'avg lat ms', 'failed txns', 'proxy CPU', 'TPS per round']];
-  for (const s of summary) {
-    rows.push([
-      s.scenario,
-      s.target,
-      fmt(s.tpsMedian),
-      fmt(s.latencyMsMedian, 3),
-      String(s.failed) + (s.badRuns ? ` (${s.badRuns} bad run${s.badRuns > 1 ? 's' : ''})` : ''),
-      s.proxyCpuPctMedian === undefined ? '-' : `${fmt(s.proxyCpuPctMedian, 0)}%`,
-      s.tpsRuns.map((x) => fmt(x, 0)).join(' / '),
-    ]);
+  // --- report: a table and ratios per group ---
+  interface GroupReport {
+    group: Group;
+    summary: Summary[];
+    ratios: Record<string, { switchyard_vs_direct: number | null; switchyard_vs_pgbouncer: number | null; pgbouncer_vs_direct: number | null }>;
   }
-  log(table(rows, [false, false, true, true, true, true, false]));
+  const reports: GroupReport[] = [];
+  log(`\nresults: median of ${opts.rounds} round(s); ${cores} cores shared by pgbench, PostgreSQL and the proxy; pool mode ${opts.mode}`);
+  for (const group of groups) {
+    const summary = summarize(runs, group.protocol, opts.scenarios, group.targets);
+    const get = (s: Scenario, t: Target): number | undefined => summary.find((x) => x.scenario === s && x.target === t)?.tpsMedian;
+    if (multi) {
+      log(`\n-M ${group.protocol}: ${group.targets.join(', ')}${group.skipReason && pgbouncerInstalled ? ' (PgBouncer skipped: it cannot do -M prepared in transaction mode)' : ''}`);
+    }
+    const rows: string[][] = [['scenario', 'target', 'TPS (median)', 'avg lat ms', 'failed txns', 'proxy CPU', 'TPS per round']];
+    for (const s of summary) {
+      rows.push([
+        s.scenario,
+        s.target,
+        fmt(s.tpsMedian),
+        fmt(s.latencyMsMedian, 3),
+        String(s.failed) + (s.badRuns ? ` (${s.badRuns} bad run${s.badRuns > 1 ? 's' : ''})` : ''),
+        s.proxyCpuPctMedian === undefined ? '-' : `${fmt(s.proxyCpuPctMedian, 0)}%`,
+        s.tpsRuns.map((x) => fmt(x, 0)).join(' / '),
+      ]);
+    }
+    log(table(rows, [false, false, true, true, true, true, false]));
 
-  log('');
-  const ratioRows: string[][] = [['scenario', 'switchyard/direct', 'switchyard/pgbouncer', 'pgbouncer/direct']];
-  for (const sc of opts.scenarios) {
-    const d = get(sc, 'direct')?.tpsMedian;
-    const g = get(sc, 'switchyard')?.tpsMedian;
-    const b = get(sc, 'pgbouncer')?.tpsMedian;
-    ratioRows.push([sc, ratio(g, d), ratio(g, b), ratio(b, d)]);
+    log('');
+    // PgBouncer columns unless it is left out of this group by design (not installed: n/a, as before)
+    const withBouncer = !group.skipReason;
+    const ratioRows: string[][] = [['scenario', 'switchyard/direct', ...(withBouncer ? ['switchyard/pgbouncer', 'pgbouncer/direct'] : [])]];
+    const num = (a?: number, c?: number): number | null => (a !== undefined && c !== undefined && c > 0 && !Number.isNaN(a) ? a / c : null);
+    const ratios: GroupReport['ratios'] = {};
+    for (const sc of opts.scenarios) {
+      const d = get(sc, 'direct');
+      const g = get(sc, 'switchyard');
+      const b = get(sc, 'pgbouncer');
+      ratioRows.push([sc, ratio(g, d), ...(withBouncer ? [ratio(g, b), ratio(b, d)] : [])]);
+      ratios[sc] = { switchyard_vs_direct: num(g, d), switchyard_vs_pgbouncer: num(g, b), pgbouncer_vs_direct: num(b, d) };
+    }
+    log(`TPS ratios (of the medians)${multi ? `, -M ${group.protocol}` : ''}:`);
+    log(table(ratioRows, [false, true, true, true]));
+    reports.push({ group, summary, ratios });
   }
-  log('TPS ratios (of the medians):');
-  log(table(ratioRows, [false, true, true, true]));
   log('proxy CPU = utime+stime of the proxy process during the pgbench run, in % of one core');
 
   // --- problems ---
   const problems: string[] = [];
-  for (const r of runs) if (!r.ok) problems.push(`round ${r.round} ${r.scenario} ${r.target}: ${r.problem}`);
+  for (const r of runs) if (!r.ok) problems.push(`round ${r.round} ${multi ? `-M ${r.protocol} ` : ''}${r.scenario} ${r.target}: ${r.problem}`);
   const gwLog = gw.log;
   const bouncerLog = bouncer ? scanLog(bouncer.log.file) : undefined;
   const serverLog = scanLog(cluster.primary.logFile, serverLogStart);
@@ -1017,17 +1122,15 @@ async function main(): Promise<number> {
       machine: { cores, cpu: os.cpus()[0]?.model, total_mem_bytes: os.totalmem(), node: process.version },
       versions: { pgbench: toolVersion(pgbench), postgres: toolVersion(path.join(pgBin, 'postgres')), pgbouncer: pgbouncerBin ? toolVersion(pgbouncerBin) : null },
       options: { ...opts, json: undefined },
-      pgbench_command: Object.fromEntries(opts.scenarios.map((s) => [s, [pgbench, ...pgbenchArgs(opts!, s, 'PORT', cluster.superuser)].join(' ')])),
-      summary: summary.map((s) => ({ ...s, tpsRuns: s.tpsRuns.map((x) => (Number.isNaN(x) ? null : x)) })),
-      ratios: Object.fromEntries(
-        opts.scenarios.map((sc) => {
-          const d = get(sc, 'direct')?.tpsMedian;
-          const g = get(sc, 'switchyard')?.tpsMedian;
-          const b = get(sc, 'pgbouncer')?.tpsMedian;
-          const r = (a?: number, c?: number): number | null => (a !== undefined && c !== undefined && c > 0 && !Number.isNaN(a) ? a / c : null);
-          return [sc, { switchyard_vs_direct: r(g, d), switchyard_vs_pgbouncer: r(g, b), pgbouncer_vs_direct: r(b, d) }];
-        }),
-      ),
+      groups: reports.map(({ group, summary, ratios }) => ({
+        protocol: group.protocol,
+        mode: opts!.mode,
+        targets: group.targets,
+        pgbouncer_skipped: group.skipReason && pgbouncerInstalled ? group.skipReason : null,
+        pgbench_command: Object.fromEntries(opts!.scenarios.map((s) => [s, command(group.protocol, s)])),
+        summary: summary.map((s) => ({ ...s, tpsRuns: s.tpsRuns.map((x) => (Number.isNaN(x) ? null : x)) })),
+        ratios,
+      })),
       runs,
       logs: Object.fromEntries(logReports.filter(([, s]) => s).map(([n, s]) => [n, { problems: s!.problems, samples: s!.samples }])),
       problems,

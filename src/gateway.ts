@@ -8,6 +8,9 @@ import { pino, type Logger } from 'pino';
 import { CredentialStore } from './auth/credentials.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { ServerConnection, type ServerCredentials, type ServerEndpoint } from './backend/server-connection.js';
+import { NotifyHubs } from './session/notify-hub.js';
+import { StatementRegistry } from './session/state.js';
+import { loadParser } from './session/analyze.js';
 import { PoolManager } from './pool/pool.js';
 import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
@@ -25,6 +28,7 @@ export class Gateway {
   readonly events: EventBus;
   readonly log: Logger;
   readonly pools: PoolManager;
+  readonly hubs: NotifyHubs;
   readonly credentials: CredentialStore;
   readonly startedAt = Date.now();
   private readonly sessions = new Set<ClientSession>();
@@ -48,6 +52,10 @@ export class Gateway {
       credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
       onEvent: (e) => this.events.emit(e),
     });
+    this.hubs = new NotifyHubs(
+      (database, user) => this.pools.openDedicated(database, user),
+      (e) => this.events.emit(e),
+    );
     const t = config.auth;
     this.ctx = {
       config,
@@ -59,11 +67,14 @@ export class Gateway {
       mockSecret: crypto.randomBytes(32),
       cancelKeys: new CancelKeys(),
       sessions: this.sessions,
+      hubs: this.hubs,
+      registry: new StatementRegistry(),
     };
   }
 
   /** Start listening for clients (and the admin API when admin.port is not 0). */
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    await loadParser(); // the SQL parser (WASM) is needed by the first client's first statement
     const gw = new Gateway(config, opts);
     await gw.listen();
     if (config.admin.port !== 0) gw.admin = await startAdmin(gw, config.admin);
@@ -142,7 +153,9 @@ export class Gateway {
         application_name: s.applicationName,
         state: s.state,
         tls: s.tls,
-        server: s.server?.id ?? null,
+        pool_mode: s.mode,
+        server: (s.relay ? s.relay.server : s.server)?.id ?? null,
+        pins: s.relay?.state.pins ?? [],
         connected_at: new Date(s.connectedAt).toISOString(),
       })),
       pools: this.pools.stats(),
@@ -170,6 +183,7 @@ export class Gateway {
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const s of this.sessions) s.close();
     this.pools.close();
+    this.hubs.close();
     await this.admin?.close();
     await closed;
   }

@@ -288,19 +288,27 @@ export class ServerConnection {
     }
   }
 
-  /** Messages while nobody holds the connection: only a FATAL error matters (the server is going away). */
+  /** Messages while nobody holds the connection: a FATAL error (the server is going away) and notifications. */
   private onIdleMessages(msgs: Buffer[]): void {
     for (const msg of msgs) {
       if (msg[0] === 0x45 /* E */) this.destroy(serverError(msg));
+      else if (msg[0] === 0x41 /* A */) this.onNotification?.(msg);
     }
   }
+
+  /** Receives NotificationResponse messages that arrive while no client holds the connection (a LISTEN connection). */
+  onNotification: ((msg: Buffer) => void) | undefined;
 
   private onInternal(msgs: Buffer[]): void {
     for (const msg of msgs) {
       const q = this.pending[0];
-      if (!q) return;
+      if (!q) {
+        if (msg[0] === 0x41 /* A */) this.onNotification?.(msg);
+        continue;
+      }
       const t = msg[0];
-      if (t === 0x44 /* D */) q.rows.push(m.readDataRow(msg));
+      if (t === 0x41 /* A */) this.onNotification?.(msg);
+      else if (t === 0x44 /* D */) q.rows.push(m.readDataRow(msg));
       else if (t === 0x45 /* E */) q.error = serverError(msg);
       else if (t === 0x5a /* Z */) {
         this.pending.shift();
@@ -340,6 +348,14 @@ export class ServerConnection {
   /** Write bytes; false when the socket's buffer is full (wait for drain). */
   write(buf: Buffer): boolean {
     return this.socket.write(buf);
+  }
+
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
   }
 
   onDrain(fn: () => void): void {

@@ -6,8 +6,6 @@ export const MAX_TIMER_MS = 2_147_483_647;
 
 export const DEFAULT_AUTH_QUERY_SQL = 'SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1';
 
-export const POOL_TRANSACTION_MESSAGE = "pool.mode 'transaction' is not available yet; use 'session'";
-
 export const SCRAM_VERIFIER_FORMAT = "'SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>'";
 
 export const AUTH_METHODS = ['scram-sha-256', 'md5', 'cleartext', 'trust'] as const;
@@ -64,17 +62,21 @@ const admin = z.strictObject({
   token: z.string().min(16).optional(),
 });
 
+const poolMode = z.enum(['session', 'transaction']);
+
 const pool = z.strictObject({
-  // Transaction pooling is planned; until then say so instead of a bare enum error.
-  mode: z
-    .enum(['session'], { error: (iss) => (iss.input === 'transaction' ? POOL_TRANSACTION_MESSAGE : undefined) })
-    .default('session'),
+  mode: poolMode.default('transaction'),
+  /** Per-database and per-user pool modes; a user's mode wins over its database's. */
+  databases: z.record(nonEmpty(), z.strictObject({ mode: poolMode })).default({}),
+  users: z.record(nonEmpty(), z.strictObject({ mode: poolMode })).default({}),
   size: int().min(1).default(20),
   max_db_connections: int().min(1).default(100),
   queue_timeout_ms: ms().default(5000),
   idle_timeout_ms: ms().default(600_000),
   lifetime_ms: ms().default(3_600_000),
   connect_timeout_ms: ms().min(1).default(5000),
+  idle_transaction_timeout_ms: ms().default(0),
+  prepared_statements_cache_size: int().min(1).max(100_000).default(100),
 });
 
 /** name is optional here: replicas get 'replica<N>' from their position, which only load.ts knows. */

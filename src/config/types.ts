@@ -1,6 +1,6 @@
 // The validated, fully defaulted configuration every part of switchyard reads.
 
-export type PoolMode = 'session';
+export type PoolMode = 'session' | 'transaction';
 export type ServerTlsMode = 'disable' | 'prefer' | 'require' | 'verify-full';
 export type AuthMethod = 'scram-sha-256' | 'md5' | 'cleartext' | 'trust';
 
@@ -42,6 +42,13 @@ export interface PoolConfig {
   /** Close a server connection older than this when it is released; 0 = never. */
   lifetime_ms: number;
   connect_timeout_ms: number;
+  /** Disconnect a client that holds a server connection inside a transaction and sends nothing for this long; 0 = never. */
+  idle_transaction_timeout_ms: number;
+  /** Protocol-level prepared statements kept per server connection (least recently used are closed first). */
+  prepared_statements_cache_size: number;
+  /** Pool mode per database name and per user name; a user's mode wins. */
+  databases: Record<string, { mode: PoolMode }>;
+  users: Record<string, { mode: PoolMode }>;
 }
 
 export interface ServerTlsConfig {

@@ -16,6 +16,10 @@ import type { Config } from '../config/types.js';
 import type { EventBus } from '../observability/events.js';
 import { ClientAuthenticator } from './client-auth.js';
 import { startupSettings, wantsReplication } from './startup-params.js';
+import { PooledRelay, type RelayHost } from './pooled-relay.js';
+import type { NotifyHubs } from '../session/notify-hub.js';
+import type { StatementRegistry } from '../session/state.js';
+import type { PoolMode } from '../config/types.js';
 
 /** What a session needs from the gateway around it. */
 export interface FrontendContext {
@@ -29,6 +33,13 @@ export interface FrontendContext {
   cancelKeys: CancelKeys;
   /** Every live session; a session adds itself when created and removes itself when it ends. */
   sessions: Set<ClientSession>;
+  hubs: NotifyHubs;
+  registry: StatementRegistry;
+}
+
+/** The pool mode for a (database, user): the user's override, else the database's, else pool.mode. */
+export function poolModeFor(config: Config, database: string, user: string): PoolMode {
+  return config.pool.users[user]?.mode ?? config.pool.databases[database]?.mode ?? config.pool.mode;
 }
 
 /** BackendKeyData the gateway hands out, mapped to the session that holds it. */
@@ -70,7 +81,7 @@ const T_COPY_FAIL = 0x66; // f
 
 let nextClientId = 1;
 
-export class ClientSession implements ServerSink {
+export class ClientSession implements ServerSink, RelayHost {
   readonly id = nextClientId++;
   readonly address: string;
   readonly connectedAt = Date.now();
@@ -81,7 +92,10 @@ export class ClientSession implements ServerSink {
   state: State = 'startup';
   server: ServerConnection | undefined;
 
-  private socket: net.Socket;
+  socket: net.Socket;
+  mode: PoolMode = 'session';
+  /** Transaction pooling; undefined in session mode. */
+  relay: PooledRelay | undefined;
   private readonly framer: Framer;
   private readonly queue = new MessageQueue();
   private readonly leaving = new AbortController();
@@ -99,7 +113,7 @@ export class ClientSession implements ServerSink {
   constructor(
     private readonly ctx: FrontendContext,
     socket: net.Socket,
-    private readonly reader?: ReusableReader,
+    readonly reader?: ReusableReader,
   ) {
     this.socket = socket;
     this.address = socket.remoteAddress ?? 'unknown';
@@ -120,7 +134,10 @@ export class ClientSession implements ServerSink {
 
   private onData(chunk: Buffer): void {
     try {
-      if (this.state === 'ready') return this.relay(this.framer.scan(chunk));
+      if (this.state === 'ready') {
+        const n = this.framer.scan(chunk);
+        return this.relay ? this.relayPooled(n) : this.relaySession(n);
+      }
       // Copied when the read buffer is reused: the queue keeps messages past this callback.
       for (const msg of this.framer.push(chunk)) this.queue.push(this.reader ? Buffer.from(msg) : msg);
     } catch (e) {
@@ -258,6 +275,8 @@ export class ClientSession implements ServerSink {
     loggedIn();
     if (this.gone) return;
 
+    this.mode = poolModeFor(this.ctx.config, this.database, this.user);
+    if (this.mode === 'transaction') return this.startPooled(settings);
     const server = await this.ctx.pools.acquire(this.database, this.user, this.leaving.signal);
     if (this.gone) {
       this.ctx.pools.release(server, true);
@@ -269,16 +288,79 @@ export class ClientSession implements ServerSink {
     await this.applySettings(server, settings);
     if (this.gone) return; // finish() already gave the connection back
 
-    this.key = this.ctx.cancelKeys.issue(this);
-    const out: Buffer[] = [];
-    for (const [k, v] of server.params) out.push(m.parameterStatus(k, v));
-    out.push(m.backendKeyData(this.key.pid, this.key.secret), m.readyForQuery(server.txStatus));
-    this.socket.write(Buffer.concat(out));
-    this.state = 'ready';
+    this.greet(server.params, server.txStatus);
     server.attach(this);
     this.readyBase = server.readyCount;
     const early = this.queue.takeAll();
     if (early.length) this.relayMessages(early);
+  }
+
+  /** ParameterStatus, BackendKeyData and ReadyForQuery: the client is in. */
+  private greet(params: ReadonlyMap<string, string>, txStatus: m.TxStatus): void {
+    this.key = this.ctx.cancelKeys.issue(this);
+    const out: Buffer[] = [];
+    for (const [k, v] of params) out.push(m.parameterStatus(k, v));
+    out.push(m.backendKeyData(this.key.pid, this.key.secret), m.readyForQuery(txStatus));
+    this.socket.write(Buffer.concat(out));
+    this.state = 'ready';
+  }
+
+  /** Transaction pooling: a connection is leased at login only to apply the settings and learn the parameters. */
+  private async startPooled(settings: Map<string, string>): Promise<void> {
+    const relay = new PooledRelay(this);
+    this.relay = relay;
+    const params = await relay.loginLease(settings);
+    if (this.gone) return;
+    this.greet(params, 'I');
+    const early = this.queue.takeAll();
+    for (const msg of early) {
+      if (!relay.fromClient(msg)) {
+        relay.flush();
+        return this.close();
+      }
+    }
+    relay.flush();
+  }
+
+  /** Client → server in transaction pooling: every message goes through the relay, which knows about leases. */
+  private relayPooled(n: number): void {
+    const relay = this.relay!;
+    const f = this.framer;
+    if (f.head && !relay.fromClient(f.head)) return this.closeAfter(relay);
+    const buf = f.scanned;
+    const starts = f.starts;
+    for (let i = 0; i < n; i++) {
+      if (!relay.fromClient(buf.subarray(starts[i]!, starts[i + 1]!))) return this.closeAfter(relay);
+    }
+    relay.flush();
+  }
+
+  private closeAfter(relay: PooledRelay): void {
+    relay.flush();
+    this.close();
+  }
+
+  // RelayHost
+  get signal(): AbortSignal {
+    return this.leaving.signal;
+  }
+  get pools(): PoolManager {
+    return this.ctx.pools;
+  }
+  get hubs(): NotifyHubs {
+    return this.ctx.hubs;
+  }
+  get registry(): StatementRegistry {
+    return this.ctx.registry;
+  }
+  get events(): EventBus {
+    return this.ctx.events;
+  }
+  get preparedCacheSize(): number {
+    return this.ctx.config.pool.prepared_statements_cache_size;
+  }
+  get idleTransactionTimeoutMs(): number {
+    return this.ctx.config.pool.idle_transaction_timeout_ms;
   }
 
   private async authenticate(): Promise<void> {
@@ -364,7 +446,7 @@ export class ClientSession implements ServerSink {
   }
 
   /** Client → server: the head and the run of n messages from the last scan, as at most two writes. */
-  private relay(n: number): void {
+  private relaySession(n: number): void {
     const server = this.server;
     if (!server) return;
     const f = this.framer;
@@ -418,8 +500,12 @@ export class ClientSession implements ServerSink {
   onServerClose(err: Error | undefined): void {
     const server = this.server;
     this.server = undefined;
+    this.serverLost(err, server?.id ?? 0);
+  }
+
+  serverLost(err: Error | undefined, serverId = 0): void {
     if (this.state === 'closed') return;
-    this.ctx.events.emit({ type: 'server_lost', client: this.id, server: server?.id ?? 0, message: err?.message ?? 'closed' });
+    this.ctx.events.emit({ type: 'server_lost', client: this.id, server: serverId, message: err?.message ?? 'closed' });
     this.fatal(
       new PgError(SQLSTATE.CONNECTION_FAILURE, 'server connection lost: the database server closed the connection unexpectedly', {
         detail: err?.message,
@@ -430,7 +516,7 @@ export class ClientSession implements ServerSink {
 
   /** Forward a cancel to the server connection this client is using right now. */
   cancelServer(): void {
-    void this.server?.cancel();
+    void (this.relay ? this.relay.server : this.server)?.cancel();
   }
 
   // ------------------------------------------------------------ ending
@@ -444,7 +530,7 @@ export class ClientSession implements ServerSink {
   private handshaking = false;
 
   /** Send an error (once), log it once, and close. */
-  private fatal(err: PgError): void {
+  fatal(err: PgError): void {
     if (this.state === 'closed') return;
     if (!this.reported) {
       this.ctx.events.emit({ type: 'client_error', client: this.id, address: this.address, code: err.code, message: err.message });
@@ -478,6 +564,7 @@ export class ClientSession implements ServerSink {
     this.queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, 'client closed the connection'));
     this.leaving.abort();
     if (this.key) this.ctx.cancelKeys.release(this.key.pid);
+    this.relay?.finish();
     const server = this.server;
     this.server = undefined;
     if (server) {

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { PoolEvent } from '../pool/pool.js';
+import type { NotifyHubEvent } from '../session/notify-hub.js';
 
 export type GatewayEvent =
   | { type: 'client_connected'; client: number; address: string }
@@ -12,9 +13,12 @@ export type GatewayEvent =
   | { type: 'client_disconnected'; client: number; address: string; duration_ms: number }
   | { type: 'server_lost'; client: number; server: number; message: string }
   | { type: 'config_reloaded'; changed: string[] }
+  | { type: 'pin_started'; client: number; server: number; reason: string }
+  | { type: 'pin_ended'; client: number; server: number; reason: string }
+  | NotifyHubEvent
   | PoolEvent;
 
-const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted']);
+const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost']);
 const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
 
 export class EventBus {

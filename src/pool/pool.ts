@@ -99,7 +99,7 @@ export class PoolManager {
         timer: setTimeout(() => {
           if (!this.removeWaiter(w)) return; // served meanwhile
           this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
-          reject(
+          w.reject(
             new PgError(
               SQLSTATE.TOO_MANY_CONNECTIONS,
               `no server connection for database "${database}" user "${user}" became free within pool.queue_timeout_ms (${cfg.queue_timeout_ms} ms)`,
@@ -112,9 +112,21 @@ export class PoolManager {
         }, cfg.queue_timeout_ms),
       };
       this.waiters.push(w);
-      signal?.addEventListener('abort', () => {
-        if (this.removeWaiter(w)) reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
-      });
+      if (signal) {
+        // Removed once the waiter is settled: a client that leases many times must not pile up listeners.
+        const onAbort = () => {
+          if (this.removeWaiter(w)) reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        w.resolve = (c) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(c);
+        };
+        w.reject = (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        };
+      }
       // Queued behind others of this database, but maybe servable now (another user's pool has room).
       this.pump();
     });
@@ -160,15 +172,7 @@ export class PoolManager {
     pool.opening++;
     let conn: ServerConnection;
     try {
-      conn = await ServerConnection.connect({
-        endpoint: this.opts.endpoint,
-        user: pool.user,
-        database: pool.database,
-        credentials: this.opts.credentials(pool.user),
-        tls: this.opts.tls,
-        connectTimeoutMs: this.opts.pool.connect_timeout_ms,
-        maxMessageBytes: this.opts.maxMessageBytes,
-      });
+      conn = await this.openDedicated(pool.database, pool.user);
     } catch (e) {
       pool.opening--;
       queueMicrotask(() => this.pump());
@@ -192,10 +196,12 @@ export class PoolManager {
 
   /**
    * Give a connection back. reusable=false (the client left mid-request, or the connection is in an
-   * unknown state) closes it. Otherwise an open transaction is rolled back and the session reset with
-   * DISCARD ALL before anyone else can lease it.
+   * unknown state) closes it. Otherwise, with reset 'discard', an open transaction is rolled back and the
+   * session reset with DISCARD ALL before anyone else can lease it; with 'keep' (transaction pooling, the
+   * connection idle between a client's transactions, its session state tracked by the caller) it is
+   * idle again at once.
    */
-  release(conn: ServerConnection, reusable: boolean): void {
+  release(conn: ServerConnection, reusable: boolean, reset: 'discard' | 'keep' = 'discard'): void {
     const pool = this.poolFor(conn.database, conn.user);
     conn.detach();
     const lifetime = this.opts.pool.lifetime_ms;
@@ -205,10 +211,19 @@ export class PoolManager {
         ? 'gateway shutting down'
         : lifetime > 0 && Date.now() - conn.createdAt > lifetime
           ? 'pool.lifetime_ms reached'
-          : undefined;
+          : reset === 'keep' && conn.txStatus !== 'I'
+            ? 'released inside a transaction'
+            : undefined;
     if (closeReason || conn.closed) {
       pool.busy.delete(conn);
       conn.close(closeReason);
+      this.pump();
+      return;
+    }
+    if (reset === 'keep') {
+      pool.busy.delete(conn);
+      conn.lastUsedAt = Date.now();
+      pool.idle.push(conn);
       this.pump();
       return;
     }
@@ -221,6 +236,19 @@ export class PoolManager {
         pool.idle.push(conn);
       }
       this.pump();
+    });
+  }
+
+  /** A connection outside the pool's limits and queue, for the gateway's own use (the LISTEN connection). */
+  openDedicated(database: string, user: string): Promise<ServerConnection> {
+    return ServerConnection.connect({
+      endpoint: this.opts.endpoint,
+      user,
+      database,
+      credentials: this.opts.credentials(user),
+      tls: this.opts.tls,
+      connectTimeoutMs: this.opts.pool.connect_timeout_ms,
+      maxMessageBytes: this.opts.maxMessageBytes,
     });
   }
 

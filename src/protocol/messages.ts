@@ -162,6 +162,55 @@ export function extendedQuery(sql: string, params: (string | null)[]): Buffer {
   return Buffer.concat([parse, bind, execute, SYNC]);
 }
 
+/** Parse with a statement name, query text and parameter type OIDs. */
+export function parse(name: string, sql: string, paramTypes: readonly number[] = []): Buffer {
+  const types = Buffer.allocUnsafe(2 + 4 * paramTypes.length);
+  types.writeInt16BE(paramTypes.length, 0);
+  paramTypes.forEach((oid, i) => types.writeUInt32BE(oid >>> 0, 2 + 4 * i));
+  return frame('P', Buffer.concat([cstr(name), cstr(sql), types]));
+}
+
+/** Close of a prepared statement ('S') or portal ('P'). */
+export function close(kind: 'S' | 'P', name: string): Buffer {
+  return frame('C', Buffer.concat([Buffer.from(kind), cstr(name)]));
+}
+
+const PARSE_COMPLETE = frame('1');
+export function parseComplete(): Buffer {
+  return PARSE_COMPLETE;
+}
+
+const CLOSE_COMPLETE = frame('3');
+export function closeComplete(): Buffer {
+  return CLOSE_COMPLETE;
+}
+
+export function commandComplete(tag: string): Buffer {
+  return frame('C', cstr(tag));
+}
+
+/** Copy of a message whose body starts with one NUL-terminated name, with that name replaced (Bind's statement comes second: see renameBind). */
+function replaceCString(msg: Buffer, at: number, end: number, name: string): Buffer {
+  const nb = Buffer.from(name, 'utf8');
+  const out = Buffer.allocUnsafe(msg.length - (end - at) + nb.length);
+  msg.copy(out, 0, 0, at);
+  nb.copy(out, at);
+  msg.copy(out, at + nb.length, end);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
+
+/** Bind with its statement name replaced (the portal name, first, is kept). */
+export function renameBind(msg: Buffer, statement: string): Buffer {
+  const p = cstringEnd(msg, 5);
+  return replaceCString(msg, p + 1, cstringEnd(msg, p + 1), statement);
+}
+
+/** Describe or Close ('S' kind) with the statement name replaced. */
+export function renameTarget(msg: Buffer, statement: string): Buffer {
+  return replaceCString(msg, 6, cstringEnd(msg, 6), statement);
+}
+
 // ---------------------------------------------------------------- reading
 
 /** Reads NUL-terminated strings from a body; throws RangeError when a string is unterminated. */
@@ -299,4 +348,55 @@ export function readDataRowBytes(msg: Buffer): (Buffer | null)[] {
 /** Text of every DataRow column (null for SQL NULL). */
 export function readDataRow(msg: Buffer): (string | null)[] {
   return readDataRowBytes(msg).map((b) => (b === null ? null : b.toString('utf8')));
+}
+
+/** Offset of the NUL ending the string that starts at off; RangeError when there is none. */
+function cstringEnd(msg: Buffer, off: number): number {
+  const end = msg.indexOf(0, off);
+  if (end < 0) throw new RangeError('unterminated string');
+  return end;
+}
+
+export interface ParseMessage {
+  name: string;
+  sql: string;
+  /** Parameter type OIDs as sent (0 = unspecified). */
+  paramTypes: number[];
+}
+
+export function readParse(msg: Buffer): ParseMessage {
+  const nameEnd = cstringEnd(msg, 5);
+  const sqlEnd = cstringEnd(msg, nameEnd + 1);
+  let off = sqlEnd + 1;
+  if (off + 2 > msg.length) throw new RangeError('truncated message');
+  const n = msg.readInt16BE(off);
+  off += 2;
+  if (n < 0 || off + 4 * n > msg.length) throw new RangeError('truncated message');
+  const paramTypes: number[] = [];
+  for (let i = 0; i < n; i++) paramTypes.push(msg.readUInt32BE(off + 4 * i));
+  return { name: msg.toString('utf8', 5, nameEnd), sql: msg.toString('utf8', nameEnd + 1, sqlEnd), paramTypes };
+}
+
+/** The statement name a Bind refers to. */
+export function readBindStatement(msg: Buffer): string {
+  const p = cstringEnd(msg, 5);
+  return msg.toString('utf8', p + 1, cstringEnd(msg, p + 1));
+}
+
+/** Describe and Close: 'S' (statement) or 'P' (portal), and the name. */
+export function readTarget(msg: Buffer): { kind: number; name: string } {
+  if (msg.length < 7) throw new RangeError('truncated message');
+  return { kind: msg[5]!, name: msg.toString('utf8', 6, cstringEnd(msg, 6)) };
+}
+
+/** The SQL text of a simple Query message. */
+export function readQuery(msg: Buffer): string {
+  return msg.toString('utf8', 5, cstringEnd(msg, 5));
+}
+
+/** NotificationResponse: the notifying backend's pid, the channel and the payload. */
+export function readNotification(msg: Buffer): { pid: number; channel: string; payload: string } {
+  if (msg.length < 11) throw new RangeError('truncated message');
+  const chEnd = cstringEnd(msg, 9);
+  return { pid: msg.readInt32BE(5), channel: msg.toString('utf8', 9, chEnd), payload: msg.toString('utf8', chEnd + 1, cstringEnd(msg, chEnd + 1)) };
 }

@@ -64,13 +64,17 @@ test('minimal file gets every default', () => {
     listen: { host: '0.0.0.0', port: 6432, max_message_bytes: 64 * 1024 * 1024, login_timeout_ms: 60_000 },
     admin: { host: '127.0.0.1', port: 9432 },
     pool: {
-      mode: 'session',
+      mode: 'transaction',
+      databases: {},
+      users: {},
       size: 20,
       max_db_connections: 100,
       queue_timeout_ms: 5000,
       idle_timeout_ms: 600000,
       lifetime_ms: 3600000,
       connect_timeout_ms: 5000,
+      idle_transaction_timeout_ms: 0,
+      prepared_statements_cache_size: 100,
     },
     primary: { name: 'primary', host: 'db1', port: 5432, weight: 1 },
     replicas: [],
@@ -138,11 +142,11 @@ test('wrong types say what was expected and what was found', () => {
 });
 
 test('enums, ranges and required fields', () => {
+  assert.equal(only(parse('primary: {host: db}\npool: {mode: statement}'), 'pool.mode'), "expected one of 'session', 'transaction'; got string 'statement'");
   assert.equal(
-    only(parse('primary: {host: db}\npool: {mode: transaction}'), 'pool.mode'),
-    "pool.mode 'transaction' is not available yet; use 'session'",
+    only(parse('primary: {host: db}\npool: {users: {app: {mode: statement}}}'), 'pool.users.app.mode'),
+    "expected one of 'session', 'transaction'; got string 'statement'",
   );
-  assert.equal(only(parse('primary: {host: db}\npool: {mode: statement}'), 'pool.mode'), "expected one of 'session'; got string 'statement'");
   assert.equal(
     only(parse('primary: {host: db}\nserver_tls: {mode: full}'), 'server_tls.mode'),
     "expected one of 'disable', 'prefer', 'require', 'verify-full'; got string 'full'",
@@ -245,7 +249,7 @@ test('several problems in one file are all reported at once', () => {
       `
 listen: {port: "6432", tls: {cert: missing.pem, key: missing.key}}
 admin: {token: tooshort}
-pool: {mode: transaction, sise: 3, size: 0}
+pool: {mode: transactions, sise: 3, size: 0}
 primary: {host: db}
 replicas: [{host: a, name: primary}, {prot: 5433}]
 server_tls: {mode: full}
@@ -270,7 +274,7 @@ log: {level: loud}
       `listen.tls.cert: file not found: ${join(dir, 'missing.pem')}`,
       `listen.tls.key: file not found: ${join(dir, 'missing.key')}`,
       "log.level: expected one of 'trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'; got string 'loud'",
-      "pool.mode: pool.mode 'transaction' is not available yet; use 'session'",
+      "pool.mode: expected one of 'session', 'transaction'; got string 'transactions'",
       'pool.sise: unknown key \'sise\'; did you mean \'size\'?',
       'pool.size: must be >= 1',
       "replicas[0].name: duplicate node name 'primary' (already used by primary)",

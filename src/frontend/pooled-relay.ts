@@ -1,0 +1,788 @@
+// Transaction pooling for one client: lease a server connection per transaction, carry the client's session state to it, give it back at idle.
+//
+// Invariants:
+// - `expected` holds, in order, one entry per message written to the server that the server answers
+//   (Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall), including the gateway's own
+//   injected messages. Every server reply is matched against its head; this is the one place that
+//   decides when a connection is free: nothing expected, no extended-protocol message since the last
+//   Sync, the server idle (not in a transaction), and no pin.
+// - After an ErrorResponse to an extended-protocol message the server ignores everything up to Sync;
+//   the entries for those messages are dropped (undoing what they would have done to the tracked
+//   state), and messages written while `skipping` get no entry at all.
+// - A client message is handled only when a connection is held and ready; otherwise it is copied to
+//   `waiting` and the client's socket is paused until the lease (or the gateway's own work) is done.
+
+import type net from 'node:net';
+import * as m from '../protocol/messages.js';
+import { PgError, SQLSTATE } from '../protocol/errors.js';
+import type { ServerConnection } from '../backend/server-connection.js';
+import type { ReusableReader } from '../backend/reusable-reader.js';
+import type { PoolManager } from '../pool/pool.js';
+import type { EventBus } from '../observability/events.js';
+import { analyze, type SessionEffects, type PinReason } from '../session/analyze.js';
+import type { NotifyHubs } from '../session/notify-hub.js';
+import {
+  ClientState,
+  PROBE_SQL,
+  UNSYNCED_SETTINGS,
+  quoteIdent,
+  readProbe,
+  serverState,
+  setConfigSql,
+  settingsDelta,
+  textArray,
+  type ClientStatement,
+  type ServerState,
+  type StatementRegistry,
+} from '../session/state.js';
+
+const T_QUERY = 0x51; // Q
+const T_PARSE = 0x50; // P
+const T_BIND = 0x42; // B
+const T_DESCRIBE = 0x44; // D
+const T_EXECUTE = 0x45; // E
+const T_CLOSE = 0x43; // C
+const T_SYNC = 0x53; // S
+const T_FLUSH = 0x48; // H
+const T_FUNCTION_CALL = 0x46; // F
+const T_TERMINATE = 0x58; // X
+const T_COPY_DATA = 0x64; // d
+const T_COPY_DONE = 0x63; // c
+const T_COPY_FAIL = 0x66; // f
+
+/** What one expected answer is for. Shared constants for the common cases: no allocation per message. */
+interface Expected {
+  /** The message type it answers (Q for the gateway's own queries too). */
+  t: number;
+  /** The gateway's own message: 'ok' hides its success reply (an error still reaches the client), 'all' hides everything up to its ReadyForQuery. */
+  swallow?: 'ok' | 'all';
+  /** The gateway answers this one itself when it reaches the head (the server was never asked). */
+  fake?: () => Buffer;
+  /** Runs when the server will not process the message (an error earlier in the pipeline) or answers it with an error. */
+  undo?: () => void;
+}
+
+const PLAIN: Record<number, Expected> = {};
+for (const t of [T_QUERY, T_PARSE, T_BIND, T_DESCRIBE, T_EXECUTE, T_CLOSE, T_SYNC, T_FUNCTION_CALL]) PLAIN[t] = Object.freeze({ t });
+const INJECTED_QUERY: Expected = Object.freeze({ t: T_QUERY, swallow: 'all' });
+
+/** What the transaction in progress did that the gateway must reconcile when it ends. */
+class TxnEffects {
+  probe = false;
+  readonly set = new Set<string>();
+  readonly reset = new Set<string>();
+  resetAll = false;
+  readonly prepare = new Map<string, string>();
+  readonly deallocate = new Set<string>();
+  deallocateAll = false;
+  readonly listen = new Set<string>();
+  readonly unlisten = new Set<string>();
+  unlistenAll = false;
+  dynamic = false;
+
+  add(fx: SessionEffects): void {
+    this.probe = true;
+    for (const n of fx.set) this.set.add(n);
+    for (const n of fx.reset) this.reset.add(n);
+    this.resetAll ||= fx.resetAll;
+    for (const p of fx.prepare) this.prepare.set(p.name, p.text);
+    for (const n of fx.deallocate) this.deallocate.add(n);
+    this.deallocateAll ||= fx.deallocateAll;
+    for (const c of fx.listen) this.listen.add(c);
+    for (const c of fx.unlisten) this.unlisten.add(c);
+    this.unlistenAll ||= fx.unlistenAll;
+    this.dynamic ||= fx.pins.includes('dynamic_set_config');
+  }
+}
+
+/** What the relay needs from the client session around it. */
+export interface RelayHost {
+  readonly id: number;
+  readonly database: string;
+  readonly user: string;
+  readonly socket: net.Socket;
+  readonly reader?: ReusableReader | undefined;
+  readonly signal: AbortSignal;
+  pools: PoolManager;
+  hubs: NotifyHubs;
+  registry: StatementRegistry;
+  events: EventBus;
+  preparedCacheSize: number;
+  idleTransactionTimeoutMs: number;
+  /** Send an error (once), log it once, and close the client. */
+  fatal(err: PgError): void;
+  /** The server connection died under the client. */
+  serverLost(err: Error | undefined): void;
+  close(): void;
+}
+
+export class PooledRelay {
+  readonly state = new ClientState();
+  server: ServerConnection | undefined;
+  private ss: ServerState | undefined;
+  private phase: 'idle' | 'leasing' | 'ready' | 'busy' = 'idle';
+  private readonly waiting: Buffer[] = [];
+  private expected: Expected[] = [];
+  private head = 0;
+  private skipping = false;
+  /** False after an extended-protocol message not yet followed by Sync. */
+  private atBoundary = true;
+  private tx = new TxnEffects();
+  private readonly notifications: Buffer[] = [];
+  private readonly toServer: Buffer[] = [];
+  private readonly toClient: Buffer[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly host: RelayHost) {}
+
+  // ------------------------------------------------------------ client → server
+
+  /** One client message (a view that is valid during this call, unless copied). Returns false for Terminate. */
+  fromClient(msg: Buffer): boolean {
+    if (msg[0] === T_TERMINATE) return false;
+    if (this.phase !== 'ready') {
+      this.waiting.push(Buffer.from(msg));
+      if (this.phase === 'idle') this.lease();
+      return true;
+    }
+    this.handle(msg);
+    return true;
+  }
+
+  /** Write what handle() produced; call after a batch of fromClient(). */
+  flush(): void {
+    const server = this.server;
+    if (this.expected[this.head]?.fake) this.answerOwn();
+    const out = this.toServer;
+    if (!server || out.length === 0) return;
+    let ok = true;
+    if (out.length === 1) ok = server.write(out[0]!);
+    else {
+      server.cork();
+      for (const b of out) ok = server.write(b);
+      server.uncork();
+    }
+    out.length = 0;
+    if (server.writableLength > 0) this.host.reader?.replace(); // a queued write may point into the read buffer
+    if (!ok) {
+      this.host.socket.pause();
+      server.onDrain(() => {
+        if (this.waiting.length === 0) this.host.socket.resume();
+      });
+    }
+    if (this.waiting.length > 0) this.host.socket.pause();
+  }
+
+  private expect(e: Expected): void {
+    this.expected.push(e);
+  }
+
+  /** Queue bytes for the server, merging a view that continues the previous one (one write for a run of messages). */
+  private out(msg: Buffer): void {
+    const out = this.toServer;
+    const last = out[out.length - 1];
+    if (last && last.buffer === msg.buffer && last.byteOffset + last.length === msg.byteOffset) {
+      out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + msg.length);
+    } else out.push(msg);
+  }
+
+  private handle(msg: Buffer): void {
+    const t = msg[0]!;
+    clearTimeout(this.idleTimer);
+    // The server ignores everything after an error up to Sync: nothing to track, nothing to answer.
+    if (this.skipping && t !== T_SYNC) {
+      if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) this.atBoundary = false;
+      this.out(msg);
+      return;
+    }
+    switch (t) {
+      case T_QUERY:
+        return this.onQuery(msg);
+      case T_PARSE:
+        this.atBoundary = false;
+        return this.onParse(msg);
+      case T_BIND: {
+        this.atBoundary = false;
+        const st = this.statement(m.readBindStatement(msg));
+        this.out(st ? m.renameBind(msg, st.serverName) : msg);
+        return this.expect(PLAIN[T_BIND]!);
+      }
+      case T_DESCRIBE: {
+        this.atBoundary = false;
+        const { kind, name } = m.readTarget(msg);
+        const st = kind === 0x53 ? this.statement(name) : undefined;
+        this.out(st ? m.renameTarget(msg, st.serverName) : msg);
+        return this.expect(PLAIN[T_DESCRIBE]!);
+      }
+      case T_CLOSE:
+        this.atBoundary = false;
+        return this.onClose(msg);
+      case T_EXECUTE:
+        this.atBoundary = false;
+        this.out(msg);
+        return this.expect(PLAIN[T_EXECUTE]!);
+      case T_SYNC:
+        this.atBoundary = true;
+        this.skipping = false;
+        this.out(msg);
+        return this.expect(PLAIN[T_SYNC]!);
+      case T_FUNCTION_CALL:
+        this.atBoundary = true;
+        this.out(msg);
+        return this.expect(PLAIN[T_FUNCTION_CALL]!);
+      case T_FLUSH:
+        this.atBoundary = false;
+        this.out(msg);
+        return;
+      case T_COPY_DATA:
+      case T_COPY_DONE:
+      case T_COPY_FAIL:
+        this.out(msg);
+        return;
+      default:
+        // Unknown to the gateway: the server answers with an error, and the connection is not at a boundary.
+        this.atBoundary = false;
+        this.out(msg);
+    }
+  }
+
+  /** The client's statement of that name, made present on the server connection; undefined for the unnamed one or an unknown name. */
+  private statement(name: string): ClientStatement | undefined {
+    if (name === '') return undefined;
+    const st = this.state.statements.get(name);
+    if (st) this.ensurePrepared(st);
+    return st;
+  }
+
+  /** Prepare the statement on this connection first if it lacks it (its ParseComplete is hidden). */
+  private ensurePrepared(st: ClientStatement): void {
+    const ss = this.ss!;
+    if (ss.touch(st.serverName)) return;
+    this.makeRoom(ss);
+    ss.prepared.set(st.serverName, true);
+    this.out(st.parse);
+    const name = st.serverName;
+    this.expect({ t: T_PARSE, swallow: 'ok', undo: () => ss.prepared.delete(name) });
+  }
+
+  /** Keep the per-connection statement cache bounded: close the least recently used. */
+  private makeRoom(ss: ServerState): void {
+    while (ss.prepared.size >= this.host.preparedCacheSize) {
+      const victim = ss.prepared.keys().next().value!;
+      ss.prepared.delete(victim);
+      this.out(m.close('S', victim));
+      this.expect({ t: T_CLOSE, swallow: 'ok', undo: () => ss.prepared.set(victim, true) });
+    }
+  }
+
+  private onParse(msg: Buffer): void {
+    const p = m.readParse(msg);
+    const fx = analyze(p.sql);
+    if (!fx.plain && fx.parseError === undefined) this.noteEffects(fx);
+    if (p.name === '') {
+      this.out(msg);
+      return this.expect(PLAIN[T_PARSE]!);
+    }
+    const cs = this.state;
+    const existing = cs.statements.get(p.name);
+    if (existing) {
+      // PostgreSQL refuses to redefine a name (42P05): let the server say so, under the shared name.
+      this.ensurePrepared(existing);
+      this.out(m.parse(existing.serverName, p.sql, p.paramTypes));
+      return this.expect(PLAIN[T_PARSE]!);
+    }
+    const ss = this.ss!;
+    const serverName = this.host.registry.nameFor(p.sql, p.paramTypes);
+    const st: ClientStatement = { serverName, parse: m.parse(serverName, p.sql, p.paramTypes) };
+    cs.statements.set(p.name, st);
+    const forget = () => {
+      if (cs.statements.get(p.name) === st) cs.statements.delete(p.name);
+    };
+    if (ss.touch(serverName)) {
+      // Already prepared here (by this client earlier, or another with the same statement): answer for the server.
+      return this.expect({ t: T_PARSE, fake: m.parseComplete, undo: forget });
+    }
+    this.makeRoom(ss);
+    ss.prepared.set(serverName, true);
+    this.out(st.parse);
+    this.expect({
+      t: T_PARSE,
+      undo: () => {
+        forget();
+        ss.prepared.delete(serverName);
+      },
+    });
+  }
+
+  private onClose(msg: Buffer): void {
+    const { kind, name } = m.readTarget(msg);
+    if (kind !== 0x53 || name === '') {
+      this.out(msg);
+      return this.expect(PLAIN[T_CLOSE]!);
+    }
+    // Statements are shared on the server: forget the client's name, keep the server's statement cached.
+    const cs = this.state;
+    const st = cs.statements.get(name);
+    cs.statements.delete(name);
+    this.expect({
+      t: T_CLOSE,
+      fake: m.closeComplete,
+      undo: () => {
+        if (st && !cs.statements.has(name)) cs.statements.set(name, st);
+      },
+    });
+  }
+
+  private onQuery(msg: Buffer): void {
+    this.atBoundary = true;
+    const sql = m.readQuery(msg);
+    const fx = analyze(sql);
+    if (fx.plain || fx.parseError !== undefined) {
+      this.out(msg);
+      return this.expect(PLAIN[T_QUERY]!);
+    }
+    // DEALLOCATE of a protocol-level statement: its server copy is shared, so the gateway answers.
+    if (this.isProtocolDeallocate(fx)) {
+      const name = fx.deallocate[0]!;
+      this.state.statements.delete(name);
+      const server = this.server!;
+      return this.expect({ t: T_QUERY, fake: () => Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(server.txStatus)]) });
+    }
+    this.noteEffects(fx);
+    if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
+    this.ensureSqlPrepared(fx);
+    this.out(msg);
+    this.expect(PLAIN[T_QUERY]!);
+  }
+
+  private isProtocolDeallocate(fx: SessionEffects): boolean {
+    if (fx.deallocate.length !== 1 || fx.deallocateAll || fx.prepare.length || fx.execute.length || fx.set.length || fx.reset.length) return false;
+    if (fx.resetAll || fx.listen.length || fx.unlisten.length || fx.unlistenAll || fx.pins.length || fx.mayUnpin) return false;
+    const name = fx.deallocate[0]!;
+    return this.state.statements.has(name) && !this.state.sqlPrepared.has(name);
+  }
+
+  /** Queries already past their LISTEN subscription (set while the subscription is awaited). */
+  private readonly listening = new WeakSet<Buffer>();
+
+  /**
+   * The gateway's listening connection subscribes before the client's LISTEN runs, so the client's
+   * ReadyForQuery means it will get every notification committed after it, as with PostgreSQL.
+   */
+  private listenFirst(msg: Buffer, channels: string[]): void {
+    const copy = Buffer.from(msg);
+    this.listening.add(copy);
+    this.waiting.unshift(copy);
+    this.phase = 'busy';
+    const hub = this.host.hubs.hub(this.host.database, this.host.user);
+    for (const ch of channels) this.state.channels.add(ch);
+    void Promise.all(channels.map((ch) => hub.listen(this, ch))).then(
+      () => this.resume(),
+      (e: Error) => this.host.fatal(new PgError(SQLSTATE.CONNECTION_FAILURE, `could not listen through the gateway's listening connection: ${e.message}`)),
+    );
+  }
+
+  /** SQL-level prepared statements the query uses, made to match the client's definitions on this connection. */
+  private ensureSqlPrepared(fx: SessionEffects): void {
+    const cs = this.state;
+    const ss = this.ss!;
+    const sql: string[] = [];
+    const names = new Set<string>([...fx.execute, ...fx.deallocate, ...fx.prepare.map((p) => p.name)]);
+    for (const n of names) {
+      const want = cs.sqlPrepared.get(n);
+      const have = ss.sqlPrepared.get(n);
+      if (want === have) continue;
+      if (have !== undefined) {
+        sql.push(`DEALLOCATE ${quoteIdent(n)}`);
+        ss.sqlPrepared.delete(n);
+      }
+      if (want !== undefined) {
+        sql.push(want);
+        ss.sqlPrepared.set(n, want);
+      }
+    }
+    if (sql.length === 0) return;
+    this.out(m.query(sql.join(';\n')));
+    this.expect(INJECTED_QUERY);
+  }
+
+  private noteEffects(fx: SessionEffects): void {
+    this.tx.add(fx);
+  }
+
+  // ------------------------------------------------------------ server → client
+
+  /** Server → client: the head and run of whole messages from one read. Returns true when a write of them was queued. */
+  onServerData(head: Buffer | undefined, run: Buffer): boolean {
+    if (head) this.walk(head);
+    if (run.length > 0) this.walk(run);
+    const out = this.toClient;
+    const socket = this.host.socket;
+    let ok = true;
+    if (out.length === 1) ok = socket.write(out[0]!);
+    else if (out.length > 1) {
+      socket.cork();
+      for (const b of out) ok = socket.write(b);
+      socket.uncork();
+    }
+    out.length = 0;
+    const server = this.server;
+    if (!ok && server) {
+      server.pause();
+      socket.once('drain', () => server.resume());
+    }
+    const referenced = socket.writableLength > 0;
+    this.settle();
+    return referenced;
+  }
+
+  /** Match every message in buf against what is expected; queue the client's share of it in toClient. */
+  private walk(buf: Buffer): void {
+    let seg = 0;
+    let off = 0;
+    const cut = (drop: boolean, end: number) => {
+      if (off > seg) this.toClient.push(buf.subarray(seg, off));
+      if (!drop) this.toClient.push(buf.subarray(off, end));
+      seg = end;
+    };
+    while (off < buf.length) {
+      const t = buf[off]!;
+      const end = off + 1 + buf.readInt32BE(off + 1);
+      const verdict = this.reply(t);
+      if (verdict === DROP || (verdict === KEEP && this.expected[this.head]?.fake)) {
+        cut(verdict === DROP, end);
+        this.emitFakes();
+      }
+      off = end;
+    }
+    if (off > seg) this.toClient.push(seg === 0 ? buf : buf.subarray(seg, off));
+  }
+
+  /** Decide one server message: PASS (part of a run), KEEP (forward, then check for fakes), DROP. */
+  private reply(t: number): number {
+    const e = this.expected[this.head];
+    if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
+    if (!e) return PASS; // asynchronous: NoticeResponse, ParameterStatus, a FATAL error before closing
+    if (e.swallow === 'all') {
+      if (t === 0x5a /* Z */) this.pop();
+      return DROP;
+    }
+    const simple = e.t === T_QUERY || e.t === T_FUNCTION_CALL;
+    switch (t) {
+      case 0x5a: // Z ReadyForQuery
+        this.pop();
+        return KEEP;
+      case 0x31: // 1 ParseComplete
+      case 0x32: // 2 BindComplete
+      case 0x33: // 3 CloseComplete
+      case 0x6e: // n NoData
+      case 0x54: // T RowDescription
+      case 0x43: // C CommandComplete
+      case 0x49: // I EmptyQueryResponse
+      case 0x73: // s PortalSuspended
+        if (simple) return PASS;
+        this.pop();
+        return e.swallow === 'ok' ? DROP : KEEP;
+      case 0x45: // E ErrorResponse
+        if (simple) return PASS;
+        this.pop();
+        e.undo?.();
+        this.skipToSync();
+        return KEEP;
+      default:
+        return PASS;
+    }
+  }
+
+  private pop(): void {
+    this.head++;
+    if (this.head === this.expected.length) {
+      this.expected = [];
+      this.head = 0;
+    }
+  }
+
+  /** After an error: the server skips every message up to Sync, so their answers (and the gateway's fakes) never come. */
+  private skipToSync(): void {
+    while (this.head < this.expected.length) {
+      const e = this.expected[this.head]!;
+      if (e.t === T_SYNC) return;
+      e.undo?.();
+      this.pop();
+    }
+    this.skipping = true;
+  }
+
+  /** Everything before the gateway's own answers has been answered already: send them now. */
+  private answerOwn(): void {
+    this.emitFakes();
+    this.host.socket.write(this.toClient.length === 1 ? this.toClient[0]! : Buffer.concat(this.toClient));
+    this.toClient.length = 0;
+    queueMicrotask(() => this.settle());
+  }
+
+  /** Answers the gateway gives itself, once everything before them has been answered. */
+  private emitFakes(): void {
+    for (;;) {
+      const e = this.expected[this.head];
+      if (!e?.fake) return;
+      this.pop();
+      this.toClient.push(e.fake());
+    }
+  }
+
+  // ------------------------------------------------------------ leasing and releasing
+
+  private lease(): void {
+    this.phase = 'leasing';
+    this.host.socket.pause();
+    void this.acquire().catch((e: unknown) => this.host.fatal(toPgError(e)));
+  }
+
+  private async acquire(): Promise<void> {
+    const server = await this.host.pools.acquire(this.host.database, this.host.user, this.host.signal);
+    if (this.closed) {
+      this.host.pools.release(server, true, 'keep');
+      return;
+    }
+    this.server = server;
+    this.ss = serverState(server);
+    server.attach(this);
+    this.phase = 'busy';
+    await this.syncSettings();
+    this.resume();
+  }
+
+  /** Bring the connection's session settings to the client's: only the difference is sent. */
+  async syncSettings(): Promise<void> {
+    const server = this.server!;
+    const ss = this.ss!;
+    const d = settingsDelta(this.state.settings, ss.settings);
+    if (!d) return;
+    const todo: Promise<{ error?: PgError }>[] = [];
+    if (d.resets.length) todo.push(server.query(d.resets.map((n) => `RESET ${quoteIdent(n)}`).join('; ')));
+    if (d.sets.length) todo.push(server.queryParams(setConfigSql(d.sets.length), d.sets.flat()));
+    const results = await Promise.all(todo);
+    for (const n of d.resets) ss.settings.delete(n);
+    for (const [k, v] of d.sets) ss.settings.set(k, v);
+    for (const r of results) if (r.error) throw r.error;
+  }
+
+  /** Lease done or the gateway's own work finished: handle what the client sent meanwhile. */
+  private resume(): void {
+    if (this.closed || !this.server) return;
+    this.phase = 'ready';
+    while (this.waiting.length > 0 && this.phase === 'ready') {
+      const msg = this.waiting.shift()!;
+      if (msg[0] === T_TERMINATE) {
+        this.flush();
+        return this.host.close();
+      }
+      this.handle(msg);
+    }
+    this.flush();
+    if (this.phase === 'ready') {
+      if (this.waiting.length === 0) this.host.socket.resume();
+      this.settle();
+    }
+  }
+
+  /** The one decision: is the server connection free? If so, reconcile state and give it back. */
+  private settle(): void {
+    const server = this.server;
+    if (this.phase !== 'ready' || !server || this.head < this.expected.length || !this.atBoundary) return;
+    if (server.txStatus !== 'I') {
+      this.armIdleTimer();
+      return;
+    }
+    this.deliverQueued();
+    if (this.state.pins.length > 0 && !this.tx.probe) return;
+    if (this.tx.probe) {
+      this.phase = 'busy';
+      void this.reconcile().then(
+        () => {
+          if (this.state.pins.length > 0 || this.waiting.length > 0) this.resume();
+          else this.release();
+        },
+        (e: unknown) => this.host.fatal(toPgError(e)),
+      );
+      return;
+    }
+    this.release();
+  }
+
+  private release(): void {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.ss = undefined;
+    this.phase = 'idle';
+    this.host.pools.release(server, true, 'keep');
+    this.deliverQueued();
+  }
+
+  /** After a transaction that may have changed session state: read what the server really has and record it. */
+  private async reconcile(): Promise<void> {
+    const server = this.server!;
+    const ss = this.ss!;
+    const cs = this.state;
+    const tx = this.tx;
+    this.tx = new TxnEffects();
+    const names = new Set<string>([...tx.set, ...tx.reset]);
+    if (tx.resetAll) for (const n of [...cs.settings.keys(), ...ss.settings.keys(), ...cs.startup.keys()]) names.add(n);
+    for (const n of UNSYNCED_SETTINGS) names.delete(n);
+    const protocolBefore = ss.prepared.size;
+    const pending: Promise<{ rows: (string | null)[][]; error?: PgError }>[] = [];
+    // The pooled connection must not keep listening: notifications reach clients through the hub.
+    if (tx.listen.size > 0) pending.push(server.query('UNLISTEN *'));
+    pending.push(server.queryParams(PROBE_SQL, [textArray(names), server.user]));
+    const results = await Promise.all(pending);
+    const r = results[results.length - 1]!;
+    if (r.error || !r.rows[0]) throw r.error ?? new PgError(SQLSTATE.INTERNAL_ERROR, 'session state probe returned no row');
+    const probe = readProbe(r.rows[0]);
+
+    for (const [n, v] of probe.settings) {
+      if (v === null) {
+        cs.settings.delete(n);
+        ss.settings.delete(n);
+      } else {
+        cs.settings.set(n, v);
+        ss.settings.set(n, v);
+      }
+    }
+    // RESET returns a startup parameter to its startup value in PostgreSQL, not to the server default.
+    for (const n of tx.resetAll ? cs.startup.keys() : tx.reset) {
+      const v = cs.startup.get(n);
+      if (v !== undefined && !tx.set.has(n)) cs.settings.set(n, v);
+    }
+
+    for (const n of [...ss.sqlPrepared.keys()]) if (!probe.sqlPrepared.has(n)) ss.sqlPrepared.delete(n);
+    for (const n of probe.sqlPrepared) if (!ss.sqlPrepared.has(n)) ss.sqlPrepared.set(n, tx.prepare.get(n) ?? '\0unknown');
+    for (const [n, text] of tx.prepare) if (!cs.sqlPrepared.has(n) && ss.sqlPrepared.get(n) === text) cs.sqlPrepared.set(n, text);
+    for (const n of tx.deallocate) if (!probe.sqlPrepared.has(n)) cs.sqlPrepared.delete(n);
+    if (tx.deallocateAll) {
+      for (const n of [...cs.sqlPrepared.keys()]) if (!probe.sqlPrepared.has(n)) cs.sqlPrepared.delete(n);
+      const after = new Set(probe.protocolPrepared);
+      for (const n of [...ss.prepared.keys()]) if (!after.has(n)) ss.prepared.delete(n);
+      // DEALLOCATE ALL removes the client's protocol-level statements too, as in PostgreSQL.
+      if (protocolBefore > 0 && after.size === 0) cs.statements.clear();
+    }
+
+    const hub = this.host.hubs.hub(this.host.database, this.host.user);
+    const gone = tx.unlistenAll ? [...cs.channels] : [...tx.unlisten];
+    for (const ch of gone) {
+      cs.channels.delete(ch);
+      hub.unlisten(this, ch);
+    }
+
+    const pins: PinReason[] = [...probe.pins];
+    if (tx.dynamic || cs.pins.includes('dynamic_set_config')) pins.push('dynamic_set_config');
+    this.setPins(pins);
+    await this.syncSettings();
+  }
+
+  private setPins(pins: PinReason[]): void {
+    const before = this.state.pins;
+    this.state.pins = pins;
+    const server = this.server!;
+    for (const reason of pins) {
+      if (!before.includes(reason)) this.host.events.emit({ type: 'pin_started', client: this.host.id, server: server.id, reason });
+    }
+    for (const reason of before) {
+      if (!pins.includes(reason)) this.host.events.emit({ type: 'pin_ended', client: this.host.id, server: server.id, reason });
+    }
+  }
+
+  private armIdleTimer(): void {
+    const ms = this.host.idleTransactionTimeoutMs;
+    if (ms <= 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.host.fatal(
+        new PgError('25P03', `terminating connection: idle in transaction for longer than pool.idle_transaction_timeout_ms (${ms} ms)`, {
+          hint: 'commit or roll back transactions promptly; the transaction was rolled back',
+        }),
+      );
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  // ------------------------------------------------------------ notifications
+
+  deliverNotification(msg: Buffer): void {
+    if (this.closed) return;
+    if (this.phase === 'idle' || this.clientIdle()) this.host.socket.write(msg);
+    else this.notifications.push(msg);
+  }
+
+  /** Between transactions, with nothing in flight (a pinned client keeps its connection while idle). */
+  private clientIdle(): boolean {
+    const server = this.server;
+    return this.phase === 'ready' && !!server && this.head === this.expected.length && this.atBoundary && server.txStatus === 'I';
+  }
+
+  /** PostgreSQL delivers notifications between transactions; so does the gateway. */
+  private deliverQueued(): void {
+    if (this.notifications.length === 0) return;
+    this.host.socket.write(Buffer.concat(this.notifications.splice(0)));
+  }
+
+  // ------------------------------------------------------------ ending
+
+  onServerClose(err: Error | undefined): void {
+    this.server = undefined;
+    this.ss = undefined;
+    if (!this.closed) this.host.serverLost(err);
+  }
+
+  /** At login: lease a connection, apply the startup settings, and return the ParameterStatus values the client should see. */
+  async loginLease(settings: Map<string, string>): Promise<Map<string, string>> {
+    for (const [k, v] of settings) {
+      this.state.startup.set(k, v);
+      this.state.settings.set(k, v);
+    }
+    const server = await this.host.pools.acquire(this.host.database, this.host.user, this.host.signal);
+    this.server = server;
+    this.ss = serverState(server);
+    try {
+      await this.syncSettings();
+    } catch (e) {
+      const err = toPgError(e);
+      this.release();
+      throw new PgError(err.code, err.message, { severity: 'FATAL', detail: err.detail, hint: err.hint });
+    }
+    const params = new Map(server.params);
+    this.release();
+    return params;
+  }
+
+  /** The client left: give back what it holds. A connection in the middle of anything is reset or closed. */
+  finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    const cs = this.state;
+    if (cs.channels.size > 0) this.host.hubs.hub(this.host.database, this.host.user).unlistenAll(this, cs.channels);
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const clean = this.head === this.expected.length && this.atBoundary && this.phase === 'ready';
+    if (clean && server.txStatus === 'I' && cs.pins.length === 0 && !this.tx.probe) {
+      this.host.pools.release(server, true, 'keep');
+      return;
+    }
+    // Rolled back and DISCARD ALL by the pool: nothing of this client survives on the connection.
+    this.ss?.clear();
+    this.host.pools.release(server, clean, 'discard');
+  }
+}
+
+const PASS = 0;
+const KEEP = 1;
+const DROP = 2;
+
+function toPgError(e: unknown): PgError {
+  if (e instanceof PgError) return e;
+  return new PgError(SQLSTATE.INTERNAL_ERROR, `internal error: ${(e as Error).message}`);
+}
