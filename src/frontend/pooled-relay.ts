@@ -279,7 +279,11 @@ export class PooledRelay {
   private onParse(msg: Buffer): void {
     const p = m.readParse(msg);
     const fx = analyze(p.sql);
-    if (!fx.plain && fx.parseError === undefined) this.noteEffects(fx);
+    if (!fx.plain && fx.parseError === undefined) {
+      this.noteEffects(fx);
+      if (fx.unlisten.length > 0 || fx.unlistenAll) this.unlisten(fx.unlistenAll ? [...this.state.channels] : fx.unlisten);
+      if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
+    }
     if (p.name === '') {
       this.out(msg);
       return this.expect(PLAIN[T_PARSE]!);
@@ -350,6 +354,7 @@ export class PooledRelay {
       return this.expect({ t: T_QUERY, fake: () => Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(server.txStatus)]) });
     }
     this.noteEffects(fx);
+    if (fx.unlisten.length > 0 || fx.unlistenAll) this.unlisten(fx.unlistenAll ? [...this.state.channels] : fx.unlisten);
     if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
     this.ensureSqlPrepared(fx);
     this.out(msg);
@@ -381,6 +386,15 @@ export class PooledRelay {
       () => this.resume(),
       (e: Error) => this.host.fatal(new PgError(SQLSTATE.CONNECTION_FAILURE, `could not listen through the gateway's listening connection: ${e.message}`)),
     );
+  }
+
+  /** Stop relaying at once: once the client has its answer to UNLISTEN, nothing more may arrive. */
+  private unlisten(channels: string[]): void {
+    const hub = this.host.hubs.hub(this.host.database, this.host.user);
+    for (const ch of channels) {
+      this.state.channels.delete(ch);
+      hub.unlisten(this, ch);
+    }
   }
 
   /** SQL-level prepared statements the query uses, made to match the client's definitions on this connection. */
@@ -564,8 +578,9 @@ export class PooledRelay {
     if (d.resets.length) todo.push(server.query(d.resets.map((n) => `RESET ${quoteIdent(n)}`).join('; ')));
     if (d.sets.length) todo.push(server.queryParams(setConfigSql(d.sets.length), d.sets.flat()));
     const results = await Promise.all(todo);
-    for (const n of d.resets) ss.settings.delete(n);
-    for (const [k, v] of d.sets) ss.settings.set(k, v);
+    // Each statement applies all of its part or none of it.
+    if (d.resets.length && !results[0]!.error) for (const n of d.resets) ss.settings.delete(n);
+    if (d.sets.length && !results[results.length - 1]!.error) for (const [k, v] of d.sets) ss.settings.set(k, v);
     for (const r of results) if (r.error) throw r.error;
   }
 
@@ -638,6 +653,7 @@ export class PooledRelay {
     if (tx.listen.size > 0) pending.push(server.query('UNLISTEN *'));
     pending.push(server.queryParams(PROBE_SQL, [textArray(names), server.user]));
     const results = await Promise.all(pending);
+    if (this.closed) return;
     const r = results[results.length - 1]!;
     if (r.error || !r.rows[0]) throw r.error ?? new PgError(SQLSTATE.INTERNAL_ERROR, 'session state probe returned no row');
     const probe = readProbe(r.rows[0]);
@@ -667,13 +683,6 @@ export class PooledRelay {
       for (const n of [...ss.prepared.keys()]) if (!after.has(n)) ss.prepared.delete(n);
       // DEALLOCATE ALL removes the client's protocol-level statements too, as in PostgreSQL.
       if (protocolBefore > 0 && after.size === 0) cs.statements.clear();
-    }
-
-    const hub = this.host.hubs.hub(this.host.database, this.host.user);
-    const gone = tx.unlistenAll ? [...cs.channels] : [...tx.unlisten];
-    for (const ch of gone) {
-      cs.channels.delete(ch);
-      hub.unlisten(this, ch);
     }
 
     const pins: PinReason[] = [...probe.pins];
@@ -749,7 +758,11 @@ export class PooledRelay {
       await this.syncSettings();
     } catch (e) {
       const err = toPgError(e);
-      this.release();
+      this.server = undefined;
+      this.ss?.clear();
+      this.ss = undefined;
+      this.phase = 'idle';
+      this.host.pools.release(server, true, 'discard');
       throw new PgError(err.code, err.message, { severity: 'FATAL', detail: err.detail, hint: err.hint });
     }
     const params = new Map(server.params);
@@ -767,7 +780,9 @@ export class PooledRelay {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    const clean = this.head === this.expected.length && this.atBoundary && this.phase === 'ready';
+    // A connection at a message boundary can be reset and reused; the gateway's own queries still in
+    // flight (a state probe) are answered before the pool's ROLLBACK / DISCARD ALL, which queue behind them.
+    const clean = this.head === this.expected.length && this.atBoundary;
     if (clean && server.txStatus === 'I' && cs.pins.length === 0 && !this.tx.probe) {
       this.host.pools.release(server, true, 'keep');
       return;

@@ -163,7 +163,8 @@ test('SCRAM config user with only a scram_verifier: the server login uses the Cl
   await createRole('scram_v', 'scram-v-secret');
   const verifier = await rolpassword('scram_v');
   assert.match(verifier, /^SCRAM-SHA-256\$4096:/);
-  await withGateway({ auth: { users: [{ name: 'scram_v', scram_verifier: verifier }] } }, async (gw) => {
+  // Session pooling: client a keeps its server connection, so the second login needs one of its own.
+  await withGateway({ auth: { users: [{ name: 'scram_v', scram_verifier: verifier }] }, pool: { mode: 'session' } }, async (gw) => {
     // no password anywhere in the gateway's config
     assert.equal(JSON.stringify(gw.config).includes('scram-v-secret'), false);
     // a wrong password fails before anything is learned
@@ -467,7 +468,7 @@ test('auth query: a burst of failed logins for one user does not become a burst 
 test('auth query: a failed login by someone else does not break a logged-in client waiting for a server connection', async () => {
   await createRole('aq_wait', 'aq-wait-1');
   await withGateway(
-    { auth: { query: { user: 'postgres', password: 'postgres' } }, pool: { size: 1, queue_timeout_ms: 10_000 } },
+    { auth: { query: { user: 'postgres', password: 'postgres' } }, pool: { mode: 'session', size: 1, queue_timeout_ms: 10_000 } },
     async (gw) => {
       const a = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'aq_wait', password: 'aq-wait-1', database: 'postgres' });
       a.on('error', () => {});

@@ -24,8 +24,9 @@ after(async () => {
   await cluster?.destroy();
 });
 
+/** Session pooling unless a test says otherwise: these tests are about a connection held for a whole session. */
 async function gateway(overrides: Parameters<typeof startGateway>[1] = {}): Promise<Gateway> {
-  const gw = await startGateway(cluster, overrides);
+  const gw = await startGateway(cluster, { ...overrides, pool: { mode: 'session', ...overrides.pool } });
   open.push(gw);
   return gw;
 }

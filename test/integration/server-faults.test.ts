@@ -16,7 +16,7 @@ async function withFake(script: FakeServerScript, fn: (gw: Gateway, fake: FakeSe
       admin: { port: 0 },
       primary: { host: '127.0.0.1', port: fake.port },
       server_tls: { mode: 'disable' },
-      pool: { connect_timeout_ms: 2000 },
+      pool: { mode: 'session', connect_timeout_ms: 2000 },
       auth: { users: [{ name: 'app', password: 'pw', method: 'trust' }] },
       log: { level: 'silent' },
     }),
