@@ -359,8 +359,21 @@ export class ClientSession implements ServerSink, RelayHost {
   get preparedCacheSize(): number {
     return this.ctx.config.pool.prepared_statements_cache_size;
   }
-  get idleTransactionTimeoutMs(): number {
-    return this.ctx.config.pool.idle_transaction_timeout_ms;
+
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  idleInTransaction(idle: boolean): void {
+    clearTimeout(this.idleTimer);
+    const ms = this.ctx.config.pool.idle_transaction_timeout_ms;
+    if (!idle || ms <= 0 || this.state === 'closed') return;
+    this.idleTimer = setTimeout(() => {
+      this.fatal(
+        new PgError(SQLSTATE.IDLE_IN_TRANSACTION_TIMEOUT, `terminating connection: idle in transaction for longer than pool.idle_transaction_timeout_ms (${ms} ms)`, {
+          hint: 'commit or roll back promptly; the open transaction was rolled back',
+        }),
+      );
+    }, ms);
+    this.idleTimer.unref();
   }
 
   private async authenticate(): Promise<void> {
@@ -449,6 +462,7 @@ export class ClientSession implements ServerSink, RelayHost {
   private relaySession(n: number): void {
     const server = this.server;
     if (!server) return;
+    if (this.idleTimer) this.idleInTransaction(false);
     const f = this.framer;
     let ok = true;
     if (f.head) {
@@ -486,11 +500,12 @@ export class ClientSession implements ServerSink, RelayHost {
 
   /** Server → client. Returns true when a write was queued, i.e. the bytes are still referenced. */
   onServerData(head: Buffer | undefined, run: Buffer): boolean {
+    const server = this.server;
+    if (server && server.txStatus !== 'I' && this.atBoundary && this.syncsSent === server.readyCount - this.readyBase) this.idleInTransaction(true);
     let ok = true;
     if (head) ok = this.socket.write(head);
     if (run.length > 0) ok = this.socket.write(run);
-    if (!ok && this.server) {
-      const server = this.server;
+    if (!ok && server) {
       server.pause();
       this.socket.once('drain', () => server.resume());
     }
@@ -561,6 +576,7 @@ export class ClientSession implements ServerSink, RelayHost {
   /** Give back what the session holds. The server connection is reused only if it sits at a message boundary. */
   private finish(): void {
     this.ctx.sessions.delete(this);
+    clearTimeout(this.idleTimer);
     this.queue.fail(new PgError(SQLSTATE.CONNECTION_FAILURE, 'client closed the connection'));
     this.leaving.abort();
     if (this.key) this.ctx.cancelKeys.release(this.key.pid);

@@ -108,7 +108,8 @@ export interface RelayHost {
   registry: StatementRegistry;
   events: EventBus;
   preparedCacheSize: number;
-  idleTransactionTimeoutMs: number;
+  /** The client is (true) or is no longer (false) idle inside a transaction: pool.idle_transaction_timeout_ms runs. */
+  idleInTransaction(idle: boolean): void;
   /** Send an error (once), log it once, and close the client. */
   fatal(err: PgError): void;
   /** The server connection died under the client. */
@@ -131,7 +132,6 @@ export class PooledRelay {
   private readonly notifications: Buffer[] = [];
   private readonly toServer: Buffer[] = [];
   private readonly toClient: Buffer[] = [];
-  private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(private readonly host: RelayHost) {}
@@ -189,7 +189,7 @@ export class PooledRelay {
 
   private handle(msg: Buffer): void {
     const t = msg[0]!;
-    clearTimeout(this.idleTimer);
+    this.host.idleInTransaction(false);
     // The server ignores everything after an error up to Sync: nothing to track, nothing to answer.
     if (this.skipping && t !== T_SYNC) {
       if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) this.atBoundary = false;
@@ -608,7 +608,7 @@ export class PooledRelay {
     const server = this.server;
     if (this.phase !== 'ready' || !server || this.head < this.expected.length || !this.atBoundary) return;
     if (server.txStatus !== 'I') {
-      this.armIdleTimer();
+      this.host.idleInTransaction(true);
       return;
     }
     this.deliverQueued();
@@ -703,20 +703,6 @@ export class PooledRelay {
     }
   }
 
-  private armIdleTimer(): void {
-    const ms = this.host.idleTransactionTimeoutMs;
-    if (ms <= 0) return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.host.fatal(
-        new PgError('25P03', `terminating connection: idle in transaction for longer than pool.idle_transaction_timeout_ms (${ms} ms)`, {
-          hint: 'commit or roll back transactions promptly; the transaction was rolled back',
-        }),
-      );
-    }, ms);
-    this.idleTimer.unref();
-  }
-
   // ------------------------------------------------------------ notifications
 
   deliverNotification(msg: Buffer): void {
@@ -774,7 +760,6 @@ export class PooledRelay {
   finish(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.idleTimer);
     const cs = this.state;
     if (cs.channels.size > 0) this.host.hubs.hub(this.host.database, this.host.user).unlistenAll(this, cs.channels);
     const server = this.server;
