@@ -342,7 +342,7 @@ export class ServerConnection {
   detach(): void {
     this.sink = undefined;
     this.lastUsedAt = Date.now();
-    this.socket.resume();
+    this.resume();
   }
 
   /** Write bytes; false when the socket's buffer is full (wait for drain). */
@@ -362,11 +362,18 @@ export class ServerConnection {
     this.socket.once('drain', fn);
   }
 
+  private readPaused = false;
+
+  /** Stop reading (backpressure toward a slow client); resume() undoes it. Each is a no-op when already so. */
   pause(): void {
+    if (this.readPaused) return;
+    this.readPaused = true;
     this.socket.pause();
   }
 
   resume(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
     this.socket.resume();
   }
 

@@ -17,7 +17,7 @@ import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE } from '../protocol/errors.js';
 import type { ServerConnection } from '../backend/server-connection.js';
 import type { ReusableReader } from '../backend/reusable-reader.js';
-import type { PoolManager } from '../pool/pool.js';
+import type { PoolHandle, PoolManager } from '../pool/pool.js';
 import type { EventBus } from '../observability/events.js';
 import { analyze, type SessionEffects, type PinReason } from '../session/analyze.js';
 import type { NotifyHubs } from '../session/notify-hub.js';
@@ -123,6 +123,7 @@ export class PooledRelay {
   private ss: ServerState | undefined;
   private phase: 'idle' | 'leasing' | 'ready' | 'busy' = 'idle';
   private readonly waiting: Buffer[] = [];
+  private waitingBytes = 0;
   private expected: Expected[] = [];
   private head = 0;
   private skipping = false;
@@ -134,7 +135,11 @@ export class PooledRelay {
   private readonly toClient: Buffer[] = [];
   private closed = false;
 
-  constructor(private readonly host: RelayHost) {}
+  private readonly poolHandle: PoolHandle;
+
+  constructor(private readonly host: RelayHost) {
+    this.poolHandle = host.pools.handle(host.database, host.user);
+  }
 
   // ------------------------------------------------------------ client → server
 
@@ -143,6 +148,9 @@ export class PooledRelay {
     if (msg[0] === T_TERMINATE) return false;
     if (this.phase !== 'ready') {
       this.waiting.push(Buffer.from(msg));
+      this.waitingBytes += msg.length;
+      // A client that keeps sending while it waits is held back, so what is kept for it stays bounded.
+      if (this.waitingBytes >= MAX_WAITING_BYTES) this.pauseClient();
       if (this.phase === 'idle') this.lease();
       return true;
     }
@@ -166,12 +174,26 @@ export class PooledRelay {
     out.length = 0;
     if (server.writableLength > 0) this.host.reader?.replace(); // a queued write may point into the read buffer
     if (!ok) {
-      this.host.socket.pause();
+      this.pauseClient();
       server.onDrain(() => {
-        if (this.waiting.length === 0) this.host.socket.resume();
+        if (this.waitingBytes < MAX_WAITING_BYTES) this.resumeClient();
       });
     }
-    if (this.waiting.length > 0) this.host.socket.pause();
+  }
+
+  private clientPaused = false;
+
+  /** Reading from the client stops while its bytes cannot go anywhere (each call is a syscall, so only on a change). */
+  private pauseClient(): void {
+    if (this.clientPaused) return;
+    this.clientPaused = true;
+    this.host.socket.pause();
+  }
+
+  private resumeClient(): void {
+    if (!this.clientPaused) return;
+    this.clientPaused = false;
+    this.host.socket.resume();
   }
 
   private expect(e: Expected): void {
@@ -379,6 +401,7 @@ export class PooledRelay {
     const copy = Buffer.from(msg);
     this.listening.add(copy);
     this.waiting.unshift(copy);
+    this.waitingBytes += copy.length;
     this.phase = 'busy';
     const hub = this.host.hubs.hub(this.host.database, this.host.user);
     for (const ch of channels) this.state.channels.add(ch);
@@ -550,22 +573,27 @@ export class PooledRelay {
 
   private lease(): void {
     this.phase = 'leasing';
-    this.host.socket.pause();
-    void this.acquire().catch((e: unknown) => this.host.fatal(toPgError(e)));
+    this.host.pools.lease(this.poolHandle, this, (err, server) => {
+      if (err) return this.host.fatal(toPgError(err));
+      this.leased(server!);
+    });
   }
 
-  private async acquire(): Promise<void> {
-    const server = await this.host.pools.acquire(this.host.database, this.host.user, this.host.signal);
+  private leased(server: ServerConnection): void {
     if (this.closed) {
       this.host.pools.release(server, true, 'keep');
       return;
     }
     this.server = server;
-    this.ss = serverState(server);
+    const ss = serverState(server);
+    this.ss = ss;
     server.attach(this);
+    if (!settingsDelta(this.state.settings, ss.settings)) return this.resume();
     this.phase = 'busy';
-    await this.syncSettings();
-    this.resume();
+    this.syncSettings().then(
+      () => this.resume(),
+      (e: unknown) => this.host.fatal(toPgError(e)),
+    );
   }
 
   /** Bring the connection's session settings to the client's: only the difference is sent. */
@@ -590,6 +618,7 @@ export class PooledRelay {
     this.phase = 'ready';
     while (this.waiting.length > 0 && this.phase === 'ready') {
       const msg = this.waiting.shift()!;
+      this.waitingBytes -= msg.length;
       if (msg[0] === T_TERMINATE) {
         this.flush();
         return this.host.close();
@@ -598,7 +627,7 @@ export class PooledRelay {
     }
     this.flush();
     if (this.phase === 'ready') {
-      if (this.waiting.length === 0) this.host.socket.resume();
+      if (this.waitingBytes < MAX_WAITING_BYTES) this.resumeClient();
       this.settle();
     }
   }
@@ -760,6 +789,7 @@ export class PooledRelay {
   finish(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.phase === 'leasing') this.host.pools.abandon(this);
     const cs = this.state;
     if (cs.channels.size > 0) this.host.hubs.hub(this.host.database, this.host.user).unlistenAll(this, cs.channels);
     const server = this.server;
@@ -777,6 +807,9 @@ export class PooledRelay {
     this.host.pools.release(server, clean, 'discard');
   }
 }
+
+/** Bytes kept for a client that has no server connection yet, before its socket is paused. */
+const MAX_WAITING_BYTES = 256 * 1024;
 
 const PASS = 0;
 const KEEP = 1;

@@ -45,15 +45,22 @@ class UserPool {
 interface Waiter {
   pool: UserPool;
   since: number;
-  resolve: (c: ServerConnection) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  /** When queue_timeout_ms runs out; waiters are queued in this order (one timeout for all). */
+  deadline: number;
+  done: (err: Error | undefined, conn?: ServerConnection) => void;
+  /** Who is waiting, for abandon(). */
+  owner?: object;
 }
+
+/** The (database, user) pool a lease is for; resolve it once with PoolManager.handle(). */
+export type PoolHandle = UserPool;
 
 export class PoolManager {
   private readonly pools = new Map<string, UserPool>();
   private waiters: Waiter[] = [];
   private readonly reaper: NodeJS.Timeout;
+  /** Armed for the oldest waiter's deadline: one timer for the whole queue, not one per waiter. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
   private closing = false;
 
   constructor(private readonly opts: PoolManagerOptions) {
@@ -61,7 +68,8 @@ export class PoolManager {
     this.reaper.unref();
   }
 
-  private poolFor(database: string, user: string): UserPool {
+  /** The pool for (database, user), created on first use. */
+  handle(database: string, user: string): PoolHandle {
     const key = `${database}\0${user}`;
     let p = this.pools.get(key);
     if (!p) {
@@ -82,71 +90,105 @@ export class PoolManager {
    * then rejects with 53300. The signal lets a client that goes away leave the queue.
    */
   acquire(database: string, user: string, signal?: AbortSignal): Promise<ServerConnection> {
-    if (this.closing) return Promise.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
     if (signal?.aborted) return Promise.reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left before a server connection was leased'));
-    const pool = this.poolFor(database, user);
-    if (!this.waiters.some((w) => w.pool.database === database)) {
-      const got = this.take(pool);
-      if (got) return got;
-    }
     return new Promise<ServerConnection>((resolve, reject) => {
-      const cfg = this.opts.pool;
-      const w: Waiter = {
-        pool,
-        since: Date.now(),
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          if (!this.removeWaiter(w)) return; // served meanwhile
-          this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
-          w.reject(
-            new PgError(
-              SQLSTATE.TOO_MANY_CONNECTIONS,
-              `no server connection for database "${database}" user "${user}" became free within pool.queue_timeout_ms (${cfg.queue_timeout_ms} ms)`,
-              {
-                detail: `Limits: pool.size ${cfg.size} per database and user (${pool.total} in use), pool.max_db_connections ${cfg.max_db_connections} per database (${this.dbTotal(database)} in use).`,
-                hint: 'Raise pool.size or pool.max_db_connections, or shorten what clients hold connections for.',
-              },
-            ),
-          );
-        }, cfg.queue_timeout_ms),
-      };
-      this.waiters.push(w);
-      if (signal) {
-        // Removed once the waiter is settled: a client that leases many times must not pile up listeners.
-        const onAbort = () => {
-          if (this.removeWaiter(w)) reject(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
+      let onAbort: (() => void) | undefined;
+      let settled = false;
+      const w = this.lease(this.handle(database, user), undefined, (err, conn) => {
+        settled = true;
+        if (onAbort) signal!.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(conn!);
+      });
+      if (w && signal && !settled) {
+        onAbort = () => {
+          if (this.removeWaiter(w)) w.done(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
         };
         signal.addEventListener('abort', onAbort, { once: true });
-        w.resolve = (c) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(c);
-        };
-        w.reject = (e) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        };
       }
-      // Queued behind others of this database, but maybe servable now (another user's pool has room).
-      this.pump();
     });
+  }
+
+  /**
+   * The callback form of acquire(), for the per-transaction path: done is called once, with a
+   * connection or an error (53300 after queue_timeout_ms). Returns the queue entry when it had to wait.
+   * A client that goes away calls abandon(owner).
+   */
+  lease(pool: PoolHandle, owner: object | undefined, done: (err: Error | undefined, conn?: ServerConnection) => void): Waiter | undefined {
+    if (this.closing) {
+      done(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+      return undefined;
+    }
+    if (!this.waiters.some((w) => w.pool.database === pool.database)) {
+      const got = this.take(pool);
+      if (got) {
+        deliver(got, done);
+        return undefined;
+      }
+    }
+    const now = Date.now();
+    const w: Waiter = { pool, since: now, deadline: now + this.opts.pool.queue_timeout_ms, done, owner };
+    this.waiters.push(w);
+    this.armDeadline();
+    // Queued behind others of this database, but maybe servable now (another user's pool has room).
+    this.pump();
+    return w;
+  }
+
+  /** The owner left: its place in the queue, if it has one, is given up. */
+  abandon(owner: object): void {
+    for (const w of this.waiters) {
+      if (w.owner === owner) {
+        this.removeWaiter(w);
+        w.done(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
+        return;
+      }
+    }
+  }
+
+  private armDeadline(): void {
+    if (this.deadlineTimer || this.waiters.length === 0) return;
+    const wait = Math.max(0, this.waiters[0]!.deadline - Date.now());
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = undefined;
+      const now = Date.now();
+      while (this.waiters.length > 0 && this.waiters[0]!.deadline <= now) this.expire(this.waiters.shift()!);
+      this.armDeadline();
+    }, wait);
+    this.deadlineTimer.unref();
+  }
+
+  private expire(w: Waiter): void {
+    const cfg = this.opts.pool;
+    const { database, user } = w.pool;
+    this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
+    w.done(
+      new PgError(
+        SQLSTATE.TOO_MANY_CONNECTIONS,
+        `no server connection for database "${database}" user "${user}" became free within pool.queue_timeout_ms (${cfg.queue_timeout_ms} ms)`,
+        {
+          detail: `Limits: pool.size ${cfg.size} per database and user (${w.pool.total} in use), pool.max_db_connections ${cfg.max_db_connections} per database (${this.dbTotal(database)} in use).`,
+          hint: 'Raise pool.size or pool.max_db_connections, or shorten what clients hold connections for.',
+        },
+      ),
+    );
   }
 
   private removeWaiter(w: Waiter): boolean {
     const i = this.waiters.indexOf(w);
     if (i < 0) return false;
     this.waiters.splice(i, 1);
-    clearTimeout(w.timer);
     return true;
   }
 
   /** An idle connection, a new one if the limits allow, or null. */
-  private take(pool: UserPool): Promise<ServerConnection> | null {
+  /** An idle connection (synchronously), a new one being opened (a promise), or null. */
+  private take(pool: UserPool): ServerConnection | Promise<ServerConnection> | null {
     while (pool.idle.length > 0) {
       const c = pool.idle.pop()!;
       if (c.closed) continue;
       pool.busy.add(c);
-      return Promise.resolve(c);
+      return c;
     }
     const cfg = this.opts.pool;
     if (pool.total >= cfg.size) return null;
@@ -202,7 +244,7 @@ export class PoolManager {
    * idle again at once.
    */
   release(conn: ServerConnection, reusable: boolean, reset: 'discard' | 'keep' = 'discard'): void {
-    const pool = this.poolFor(conn.database, conn.user);
+    const pool = this.handle(conn.database, conn.user);
     conn.detach();
     const lifetime = this.opts.pool.lifetime_ms;
     const closeReason = !reusable
@@ -221,8 +263,16 @@ export class PoolManager {
       return;
     }
     if (reset === 'keep') {
-      pool.busy.delete(conn);
       conn.lastUsedAt = Date.now();
+      // Straight to the next client of this pool when it is first in line for the database: no trip
+      // through the idle list, and FIFO order across users (under max_db_connections) is kept.
+      const next = this.waiters.find((w) => w.pool.database === pool.database);
+      if (next?.pool === pool) {
+        this.removeWaiter(next);
+        next.done(undefined, conn);
+        return;
+      }
+      pool.busy.delete(conn);
       pool.idle.push(conn);
       this.pump();
       return;
@@ -267,12 +317,15 @@ export class PoolManager {
 
   /** Serve waiters, oldest first, that can be served now. */
   private pump(): void {
-    for (const w of [...this.waiters]) {
-      if (!this.waiters.includes(w)) continue;
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i]!;
       const got = this.take(w.pool);
-      if (!got) continue;
-      this.removeWaiter(w);
-      got.then(w.resolve, w.reject);
+      if (!got) {
+        i++;
+        continue;
+      }
+      this.waiters.splice(i, 1);
+      deliver(got, w.done);
     }
   }
 
@@ -314,13 +367,16 @@ export class PoolManager {
   close(): void {
     this.closing = true;
     clearInterval(this.reaper);
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
-    }
+    clearTimeout(this.deadlineTimer);
+    for (const w of this.waiters.splice(0)) w.done(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
     for (const p of this.pools.values()) {
       for (const c of p.idle.splice(0)) c.close('gateway shutting down');
       for (const c of p.busy) c.close('gateway shutting down');
     }
   }
+}
+
+function deliver(got: ServerConnection | Promise<ServerConnection>, done: (err: Error | undefined, conn?: ServerConnection) => void): void {
+  if (got instanceof ServerConnection) done(undefined, got);
+  else got.then((c) => done(undefined, c), done);
 }

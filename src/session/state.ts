@@ -112,6 +112,16 @@ export function settingsDelta(
   client: ReadonlyMap<string, string>,
   server: ReadonlyMap<string, string>,
 ): { resets: string[]; sets: [string, string][] } | undefined {
+  if (client.size === server.size) {
+    let same = true;
+    for (const [k, v] of client) {
+      if (server.get(k) !== v) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return undefined; // the common case, checked without allocating
+  }
   const resets: string[] = [];
   const sets: [string, string][] = [];
   for (const [k, v] of client) if (server.get(k) !== v) sets.push([k, v]);
