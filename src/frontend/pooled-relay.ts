@@ -454,6 +454,13 @@ export class PooledRelay {
   onServerData(head: Buffer | undefined, run: Buffer): boolean {
     if (head) this.walk(head);
     if (run.length > 0) this.walk(run);
+    const server = this.server;
+    // Hand the connection on first, then answer: the next client's query reaches the server before this
+    // client's reply is written (on a busy machine a write can cost a context switch). The reply's bytes
+    // stay valid: nothing is read from the server until this returns.
+    this.assembling = true;
+    this.settle();
+    this.assembling = false;
     const out = this.toClient;
     const socket = this.host.socket;
     let ok = true;
@@ -464,15 +471,16 @@ export class PooledRelay {
       socket.uncork();
     }
     out.length = 0;
-    const server = this.server;
-    if (!ok && server) {
+    // Backpressure only while the connection is still this client's.
+    if (!ok && server && this.server === server) {
       server.pause();
       socket.once('drain', () => server.resume());
     }
-    const referenced = socket.writableLength > 0;
-    this.settle();
-    return referenced;
+    return socket.writableLength > 0;
   }
+
+  /** True while onServerData collects the client's bytes: notifications join them instead of overtaking them. */
+  private assembling = false;
 
   /** Match every message in buf against what is expected; queue the client's share of it in toClient. */
   private walk(buf: Buffer): void {
@@ -749,7 +757,9 @@ export class PooledRelay {
   /** PostgreSQL delivers notifications between transactions; so does the gateway. */
   private deliverQueued(): void {
     if (this.notifications.length === 0) return;
-    this.host.socket.write(Buffer.concat(this.notifications.splice(0)));
+    const all = Buffer.concat(this.notifications.splice(0));
+    if (this.assembling) this.toClient.push(all);
+    else this.host.socket.write(all);
   }
 
   // ------------------------------------------------------------ ending

@@ -57,6 +57,7 @@ export type PoolHandle = UserPool;
 
 export class PoolManager {
   private readonly pools = new Map<string, UserPool>();
+  private readonly owner = new WeakMap<ServerConnection, UserPool>();
   private waiters: Waiter[] = [];
   private readonly reaper: NodeJS.Timeout;
   /** Armed for the oldest waiter's deadline: one timer for the whole queue, not one per waiter. */
@@ -223,6 +224,7 @@ export class PoolManager {
     // Decremented together with adding to busy, so the pool's total never dips in between.
     pool.opening--;
     pool.busy.add(conn);
+    this.owner.set(conn, pool);
     this.opts.onEvent?.({ type: 'server_opened', id: conn.id, database: pool.database, user: pool.user });
     conn.onClose((err) => {
       pool.busy.delete(conn);
@@ -244,7 +246,7 @@ export class PoolManager {
    * idle again at once.
    */
   release(conn: ServerConnection, reusable: boolean, reset: 'discard' | 'keep' = 'discard'): void {
-    const pool = this.handle(conn.database, conn.user);
+    const pool = this.owner.get(conn) ?? this.handle(conn.database, conn.user);
     conn.detach();
     const lifetime = this.opts.pool.lifetime_ms;
     const closeReason = !reusable
@@ -266,9 +268,9 @@ export class PoolManager {
       conn.lastUsedAt = Date.now();
       // Straight to the next client of this pool when it is first in line for the database: no trip
       // through the idle list, and FIFO order across users (under max_db_connections) is kept.
-      const next = this.waiters.find((w) => w.pool.database === pool.database);
-      if (next?.pool === pool) {
-        this.removeWaiter(next);
+      const i = this.waiters.findIndex((w) => w.pool.database === pool.database);
+      if (i >= 0 && this.waiters[i]!.pool === pool) {
+        const next = this.waiters.splice(i, 1)[0]!;
         next.done(undefined, conn);
         return;
       }
