@@ -65,6 +65,7 @@ interface Expected {
 const PLAIN: Record<number, Expected> = {};
 for (const t of [T_QUERY, T_PARSE, T_BIND, T_DESCRIBE, T_EXECUTE, T_CLOSE, T_SYNC, T_FUNCTION_CALL]) PLAIN[t] = Object.freeze({ t });
 const INJECTED_QUERY: Expected = Object.freeze({ t: T_QUERY, swallow: 'all' });
+const SWALLOWED_PARSE: Expected = Object.freeze({ t: T_PARSE, swallow: 'ok' });
 
 /** What the transaction in progress did that the gateway must reconcile when it ends. */
 class TxnEffects {
@@ -78,6 +79,14 @@ class TxnEffects {
   readonly listen = new Set<string>();
   readonly unlisten = new Set<string>();
   unlistenAll = false;
+  /** Channels a LISTEN or UNLISTEN of this transaction named (UNLISTEN *: every channel the client had). */
+  readonly channels = new Set<string>();
+  /** Channels the pooled connection was made to listen on, so its state after COMMIT or ROLLBACK tells the outcome. */
+  readonly mirrored = new Set<string>();
+  /** Whether the client listened on a named channel before the transaction first named it. */
+  readonly before = new Map<string, boolean>();
+  /** The sentinel channel was listened on inside the transaction: after it, listening on it means COMMIT. */
+  sentinel = false;
   dynamic = false;
 
   add(fx: SessionEffects): void {
@@ -123,6 +132,8 @@ export class PooledRelay {
   private ss: ServerState | undefined;
   private phase: 'idle' | 'leasing' | 'ready' | 'busy' = 'idle';
   private readonly waiting: Buffer[] = [];
+  /** The client's last Parse of the unnamed statement (a copy), while PostgreSQL would still have it. */
+  private unnamedParse: Buffer | undefined;
   private waitingBytes = 0;
   private expected: Expected[] = [];
   private head = 0;
@@ -271,7 +282,10 @@ export class PooledRelay {
 
   /** The client's statement of that name, made present on the server connection; undefined for the unnamed one or an unknown name. */
   private statement(name: string): ClientStatement | undefined {
-    if (name === '') return undefined;
+    if (name === '') {
+      this.ensureUnnamed();
+      return undefined;
+    }
     const st = this.state.statements.get(name);
     if (st) this.ensurePrepared(st);
     return st;
@@ -286,6 +300,18 @@ export class PooledRelay {
     this.out(st.parse);
     const name = st.serverName;
     this.expect({ t: T_PARSE, swallow: 'ok', undo: () => ss.prepared.delete(name) });
+  }
+
+  /**
+   * The unnamed statement lives on one connection until the next Parse or Query there. A client that
+   * binds it in a later request than its Parse may be on another connection by then: parse it again.
+   */
+  private ensureUnnamed(): void {
+    const ss = this.ss!;
+    if (!this.unnamedParse || ss.unnamedOwner === this) return;
+    ss.unnamedOwner = this;
+    this.out(this.unnamedParse);
+    this.expect(SWALLOWED_PARSE);
   }
 
   /** Keep the per-connection statement cache bounded: close the least recently used. */
@@ -303,10 +329,12 @@ export class PooledRelay {
     const fx = analyze(p.sql);
     if (!fx.plain && fx.parseError === undefined) {
       this.noteEffects(fx);
-      if (fx.unlisten.length > 0 || fx.unlistenAll) this.unlisten(fx.unlistenAll ? [...this.state.channels] : fx.unlisten);
+      this.noteChannels(fx, false);
       if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
     }
     if (p.name === '') {
+      this.unnamedParse = Buffer.from(msg);
+      this.ss!.unnamedOwner = this;
       this.out(msg);
       return this.expect(PLAIN[T_PARSE]!);
     }
@@ -362,6 +390,9 @@ export class PooledRelay {
 
   private onQuery(msg: Buffer): void {
     this.atBoundary = true;
+    // A simple Query destroys the unnamed statement, as in PostgreSQL.
+    this.unnamedParse = undefined;
+    this.ss!.unnamedOwner = undefined;
     const sql = m.readQuery(msg);
     const fx = analyze(sql);
     if (fx.plain || fx.parseError !== undefined) {
@@ -376,7 +407,7 @@ export class PooledRelay {
       return this.expect({ t: T_QUERY, fake: () => Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(server.txStatus)]) });
     }
     this.noteEffects(fx);
-    if (fx.unlisten.length > 0 || fx.unlistenAll) this.unlisten(fx.unlistenAll ? [...this.state.channels] : fx.unlisten);
+    this.noteChannels(fx, true);
     if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
     this.ensureSqlPrepared(fx);
     this.out(msg);
@@ -411,13 +442,38 @@ export class PooledRelay {
     );
   }
 
-  /** Stop relaying at once: once the client has its answer to UNLISTEN, nothing more may arrive. */
-  private unlisten(channels: string[]): void {
-    const hub = this.host.hubs.hub(this.host.database, this.host.user);
-    for (const ch of channels) {
-      this.state.channels.delete(ch);
-      hub.unlisten(this, ch);
+  /**
+   * LISTEN and UNLISTEN take effect at COMMIT. The statements run on the pooled connection for real;
+   * before an UNLISTEN there, the connection is made to listen on the channels the client has, so that
+   * after the transaction pg_listening_channels() tells what committed (read by the probe). Only a
+   * simple Query can be preceded by the gateway's own LISTEN; an UNLISTEN in the extended protocol is
+   * taken as committed.
+   */
+  private noteChannels(fx: SessionEffects, canMirror: boolean): void {
+    if (fx.listen.length === 0 && fx.unlisten.length === 0 && !fx.unlistenAll) return;
+    const tx = this.tx;
+    const cs = this.state;
+    const named = fx.unlistenAll ? [...cs.channels] : fx.unlisten;
+    for (const ch of [...fx.listen, ...named]) {
+      tx.channels.add(ch);
+      if (!tx.before.has(ch)) tx.before.set(ch, cs.channels.has(ch));
     }
+    if (!canMirror) return;
+    const stmts: string[] = [];
+    // Inside an open transaction the outcome is not known until it ends: a sentinel LISTEN tells it.
+    if (this.server!.txStatus !== 'I' && !tx.sentinel) {
+      tx.sentinel = true;
+      stmts.push(`LISTEN ${quoteIdent(COMMIT_SENTINEL)}`);
+    }
+    for (const ch of named) {
+      if (cs.channels.has(ch) && !tx.mirrored.has(ch)) {
+        tx.mirrored.add(ch);
+        stmts.push(`LISTEN ${quoteIdent(ch)}`);
+      }
+    }
+    if (stmts.length === 0) return;
+    this.out(m.query(stmts.join('; ')));
+    this.expect(INJECTED_QUERY);
   }
 
   /** SQL-level prepared statements the query uses, made to match the client's definitions on this connection. */
@@ -686,12 +742,13 @@ export class PooledRelay {
     for (const n of UNSYNCED_SETTINGS) names.delete(n);
     const protocolBefore = ss.prepared.size;
     const pending: Promise<{ rows: (string | null)[][]; error?: PgError }>[] = [];
-    // The pooled connection must not keep listening: notifications reach clients through the hub.
-    if (tx.listen.size > 0) pending.push(server.query('UNLISTEN *'));
     pending.push(server.queryParams(PROBE_SQL, [textArray(names), server.user]));
+    // The pooled connection must not keep listening (after the probe has seen what it listens on):
+    // notifications reach clients through the hub.
+    if (tx.channels.size > 0) pending.push(server.query('UNLISTEN *'));
     const results = await Promise.all(pending);
     if (this.closed) return;
-    const r = results[results.length - 1]!;
+    const r = results[0]!;
     if (r.error || !r.rows[0]) throw r.error ?? new PgError(SQLSTATE.INTERNAL_ERROR, 'session state probe returned no row');
     const probe = readProbe(r.rows[0]);
 
@@ -722,10 +779,41 @@ export class PooledRelay {
       if (protocolBefore > 0 && after.size === 0) cs.statements.clear();
     }
 
+    if (tx.channels.size > 0) {
+      const listening = new Set(probe.listening);
+      const committed = !tx.sentinel || listening.has(COMMIT_SENTINEL);
+      this.settleChannels(tx.channels, (ch) => (committed ? listening.has(ch) : tx.before.get(ch) === true));
+    }
+
     const pins: PinReason[] = [...probe.pins];
-    if (tx.dynamic || cs.pins.includes('dynamic_set_config')) pins.push('dynamic_set_config');
+    // A set_config the gateway could not read pins until RESET ALL / DISCARD ALL puts every setting back.
+    if (tx.dynamic || (cs.pins.includes('dynamic_set_config') && !tx.resetAll)) pins.push('dynamic_set_config');
     this.setPins(pins);
     await this.syncSettings();
+  }
+
+  /** What committed: a channel named in the transaction is subscribed exactly when want(channel) says so. */
+  private settleChannels(named: Set<string>, want: (channel: string) => boolean): void {
+    const cs = this.state;
+    const hub = this.host.hubs.hub(this.host.database, this.host.user);
+    const dropped = new Set<string>();
+    for (const ch of named) {
+      if (want(ch)) {
+        if (!cs.channels.has(ch)) {
+          cs.channels.add(ch);
+          void hub.listen(this, ch).catch(() => {});
+        }
+      } else if (cs.channels.delete(ch)) {
+        hub.unlisten(this, ch);
+        dropped.add(ch);
+      }
+    }
+    // Not yet delivered and no longer listened to: PostgreSQL would not deliver them either.
+    if (dropped.size > 0) {
+      const keep = this.notifications.filter((n) => !dropped.has(m.readNotification(n).channel));
+      this.notifications.length = 0;
+      this.notifications.push(...keep);
+    }
   }
 
   private setPins(pins: PinReason[]): void {
@@ -801,6 +889,7 @@ export class PooledRelay {
     this.closed = true;
     if (this.phase === 'leasing') this.host.pools.abandon(this);
     const cs = this.state;
+    for (const reason of cs.pins) this.host.events.emit({ type: 'pin_ended', client: this.host.id, server: this.server?.id ?? 0, reason });
     if (cs.channels.size > 0) this.host.hubs.hub(this.host.database, this.host.user).unlistenAll(this, cs.channels);
     const server = this.server;
     this.server = undefined;
@@ -817,6 +906,9 @@ export class PooledRelay {
     this.host.pools.release(server, clean, 'discard');
   }
 }
+
+/** A channel only pooled connections ever listen on, inside a client's transaction, to learn whether it committed. */
+const COMMIT_SENTINEL = 'switchyard.commit';
 
 /** Bytes kept for a client that has no server connection yet, before its socket is paused. */
 const MAX_WAITING_BYTES = 256 * 1024;

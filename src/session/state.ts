@@ -62,12 +62,15 @@ export class ServerState {
   readonly sqlPrepared = new Map<string, string>();
   /** Server-side names of protocol-level statements prepared here, least recently used first. */
   readonly prepared = new Map<string, true>();
+  /** Whose unnamed statement the connection holds (the client's relay), if known. */
+  unnamedOwner: object | undefined;
 
   /** After DISCARD ALL (the pool's reset): nothing of any client is left. */
   clear(): void {
     this.settings.clear();
     this.sqlPrepared.clear();
     this.prepared.clear();
+    this.unnamedOwner = undefined;
   }
 
   /** Mark a statement used now (moves it to the most recently used end). */
@@ -140,7 +143,7 @@ export function setConfigSql(n: number): string {
  * Read back, after a transaction that may have changed session state, what the server really has:
  * the named settings ($1, NULL when a setting does not exist), the SQL-level prepared statements, and
  * the facts that pin a client (session advisory locks, temporary relations, holdable cursors, a
- * changed role; $2 is the user the connection logged in as). Reading instead of simulating gets
+ * changed role; $2 is the user the connection logged in as), and the channels it listens on. Reading instead of simulating gets
  * ROLLBACK, savepoints, failed statements and SET LOCAL right without modelling them.
  */
 export const PROBE_SQL = `SELECT
@@ -149,15 +152,18 @@ export const PROBE_SQL = `SELECT
   (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()),
   (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()),
   (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable),
-  current_user::text <> $2 AS role_changed,
+  current_user <> session_user AS role_changed,
   session_user::text <> $2 AS session_changed,
-  (SELECT pg_catalog.json_agg(name) FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql)`;
+  (SELECT pg_catalog.json_agg(name) FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql),
+  (SELECT pg_catalog.json_agg(c) FROM pg_catalog.pg_listening_channels() AS c)`;
 
 export interface ProbeResult {
   settings: Map<string, string | null>;
   sqlPrepared: Set<string>;
   /** Protocol-level statements on the connection (server-side names). */
   protocolPrepared: string[];
+  /** Channels the connection listens on. */
+  listening: string[];
   pins: PinReason[];
 }
 
@@ -172,7 +178,8 @@ export function readProbe(row: (string | null)[]): ProbeResult {
   if (row[5] === 't') pins.push('set_role');
   if (row[6] === 't') pins.push('session_authorization');
   const protocolPrepared = row[7] ? (JSON.parse(row[7]) as string[]) : [];
-  return { settings, sqlPrepared, protocolPrepared, pins };
+  const listening = row[8] ? (JSON.parse(row[8]) as string[]) : [];
+  return { settings, sqlPrepared, protocolPrepared, listening, pins };
 }
 
 /** A text[] parameter literal for a list of names. */

@@ -51,7 +51,8 @@ test('settingsDelta sends only the difference', () => {
 });
 
 test('readProbe turns the probe row into settings, statements and pins', () => {
-  const p = readProbe(['{"search_path": "a, b", "myapp.x": null}', '["p1"]', '1', '0', '2', 't', 'f', '["sy_1","sy_2"]']);
+  const p = readProbe(['{"search_path": "a, b", "myapp.x": null}', '["p1"]', '1', '0', '2', 't', 'f', '["sy_1","sy_2"]', '["chan"]']);
+  assert.deepEqual(p.listening, ['chan']);
   assert.deepEqual([...p.settings], [
     ['search_path', 'a, b'],
     ['myapp.x', null],
@@ -59,8 +60,8 @@ test('readProbe turns the probe row into settings, statements and pins', () => {
   assert.deepEqual([...p.sqlPrepared], ['p1']);
   assert.deepEqual(p.protocolPrepared, ['sy_1', 'sy_2']);
   assert.deepEqual(p.pins, ['advisory_lock', 'cursor_with_hold', 'set_role']);
-  const empty = readProbe([null, null, '0', '0', '0', 'f', 'f', null]);
-  assert.equal(empty.settings.size + empty.sqlPrepared.size + empty.protocolPrepared.length + empty.pins.length, 0);
+  const empty = readProbe([null, null, '0', '0', '0', 'f', 'f', null, null]);
+  assert.equal(empty.settings.size + empty.sqlPrepared.size + empty.protocolPrepared.length + empty.listening.length + empty.pins.length, 0);
 });
 
 test('textArray and quoteIdent escape what needs escaping', () => {
