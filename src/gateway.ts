@@ -29,6 +29,8 @@ export class Gateway {
   readonly log: Logger;
   readonly pools: PoolManager;
   readonly hubs: NotifyHubs;
+  /** pin_started events counted by reason since start. */
+  readonly pinsByReason = new Map<string, number>();
   readonly credentials: CredentialStore;
   readonly startedAt = Date.now();
   private readonly sessions = new Set<ClientSession>();
@@ -51,6 +53,10 @@ export class Gateway {
       maxMessageBytes: Math.max(config.listen.max_message_bytes, 1 << 30),
       credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
       onEvent: (e) => this.events.emit(e),
+    });
+    // Pins by reason, for the status API (and the metrics to come).
+    this.events.on((e) => {
+      if (e.type === 'pin_started') this.pinsByReason.set(e.reason, (this.pinsByReason.get(e.reason) ?? 0) + 1);
     });
     this.hubs = new NotifyHubs(
       (database, user) => this.pools.openDedicated(database, user),
@@ -160,6 +166,7 @@ export class Gateway {
       })),
       pools: this.pools.stats(),
       events: Object.fromEntries(this.events.counts),
+      pins_started_by_reason: Object.fromEntries(this.pinsByReason),
     };
   }
 

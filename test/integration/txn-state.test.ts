@@ -587,6 +587,7 @@ async function pinScenario(pc: PinCase): Promise<void> {
     assert.deepEqual(statusOf(gw, appA).pins, [pc.reason], 'status lists the pin reason');
     assert.notEqual(statusOf(gw, appA).server, null, 'A holds its server connection while idle');
     assert.ok((gw.status().events.pin_started ?? 0) >= 1, 'status().events counts pin_started');
+    assert.equal(gw.status().pins_started_by_reason[pc.reason], 1, 'status() counts pins by reason');
 
     // Pinned: several transactions of A run on one backend, with the state in place.
     const pinnedPid = await pid(a);
