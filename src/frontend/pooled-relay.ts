@@ -23,7 +23,10 @@ import { analyze, type SessionEffects, type PinReason } from '../session/analyze
 import type { NotifyHubs } from '../session/notify-hub.js';
 import {
   ClientState,
+  MISSING_STATEMENT,
   PROBE_SQL,
+  SHARED_PREFIX,
+  raiseSql,
   UNSYNCED_SETTINGS,
   quoteIdent,
   readProbe,
@@ -237,15 +240,15 @@ export class PooledRelay {
         return this.onParse(msg);
       case T_BIND: {
         this.atBoundary = false;
-        const st = this.statement(m.readBindStatement(msg));
-        this.out(st ? m.renameBind(msg, st.serverName) : msg);
+        const name = this.serverNameFor(m.readBindStatement(msg));
+        this.out(name === undefined ? msg : m.renameBind(msg, name));
         return this.expect(PLAIN[T_BIND]!);
       }
       case T_DESCRIBE: {
         this.atBoundary = false;
         const { kind, name } = m.readTarget(msg);
-        const st = kind === 0x53 ? this.statement(name) : undefined;
-        this.out(st ? m.renameTarget(msg, st.serverName) : msg);
+        const serverName = kind === 0x53 ? this.serverNameFor(name) : undefined;
+        this.out(serverName === undefined ? msg : m.renameTarget(msg, serverName));
         return this.expect(PLAIN[T_DESCRIBE]!);
       }
       case T_CLOSE:
@@ -280,15 +283,25 @@ export class PooledRelay {
     }
   }
 
-  /** The client's statement of that name, made present on the server connection; undefined for the unnamed one or an unknown name. */
-  private statement(name: string): ClientStatement | undefined {
+  /**
+   * The server-side name for a statement the client refers to (made present on the connection), or
+   * undefined to send the name as it is (the unnamed statement, the client's own SQL-level ones). A name
+   * the client does not have that the connection might (a shared name, another client's SQL-level
+   * statement) becomes one that never exists, so the client gets PostgreSQL's 26000, not someone else's statement.
+   */
+  private serverNameFor(name: string): string | undefined {
     if (name === '') {
       this.ensureUnnamed();
       return undefined;
     }
     const st = this.state.statements.get(name);
-    if (st) this.ensurePrepared(st);
-    return st;
+    if (st) {
+      this.ensurePrepared(st);
+      return st.serverName;
+    }
+    if (this.state.sqlPrepared.has(name)) return undefined;
+    if (name.startsWith(SHARED_PREFIX) || this.ss!.sqlPrepared.has(name)) return MISSING_STATEMENT;
+    return undefined;
   }
 
   /** Prepare the statement on this connection first if it lacks it (its ParseComplete is hidden). */
@@ -399,6 +412,11 @@ export class PooledRelay {
       this.out(msg);
       return this.expect(PLAIN[T_QUERY]!);
     }
+    const refused = this.reservedName(fx);
+    if (refused) {
+      this.out(m.query(refused));
+      return this.expect(PLAIN[T_QUERY]!);
+    }
     // DEALLOCATE of a protocol-level statement: its server copy is shared, so the gateway answers.
     if (this.isProtocolDeallocate(fx)) {
       const name = fx.deallocate[0]!;
@@ -412,6 +430,19 @@ export class PooledRelay {
     this.ensureSqlPrepared(fx);
     this.out(msg);
     this.expect(PLAIN[T_QUERY]!);
+  }
+
+  /** SQL naming a statement in the gateway's own namespace: the server raises the error PostgreSQL would (SQL instead of the client's). */
+  private reservedName(fx: SessionEffects): string | undefined {
+    for (const p of fx.prepare) {
+      if (p.name.startsWith(SHARED_PREFIX)) {
+        return raiseSql('42939', `prepared statement names starting with "${SHARED_PREFIX}" are reserved by switchyard: "${p.name}"`);
+      }
+    }
+    for (const n of [...fx.execute, ...fx.deallocate]) {
+      if (n.startsWith(SHARED_PREFIX) && !this.state.sqlPrepared.has(n)) return raiseSql('26000', `prepared statement "${n}" does not exist`);
+    }
+    return undefined;
   }
 
   private isProtocolDeallocate(fx: SessionEffects): boolean {

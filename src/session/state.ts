@@ -19,7 +19,7 @@ export class StatementRegistry {
     const key = paramTypes.length ? `${paramTypes.join(',')}\0${sql}` : sql;
     let name = this.byKey.get(key);
     if (name !== undefined) return name;
-    name = `sy_${this.next++}`;
+    name = `${SHARED_PREFIX}${this.next++}`;
     this.byKey.set(key, name);
     if (this.byKey.size > this.max) this.byKey.delete(this.byKey.keys().next().value!);
     return name;
@@ -79,6 +79,21 @@ export class ServerState {
     this.prepared.set(name, true);
     return true;
   }
+}
+
+/**
+ * Server-side statement names the gateway gives out start with this; no client may use such a name
+ * itself (it would reach another client's statement), and SQL needs a quoted identifier to spell it.
+ */
+export const SHARED_PREFIX = 'sy:';
+
+/** A statement name that never exists on a server: what a client's unknown name is sent as, to get PostgreSQL's 26000. */
+export const MISSING_STATEMENT = `${SHARED_PREFIX}missing`;
+
+/** A simple query that fails on the server with this SQLSTATE and message (so a transaction fails as PostgreSQL's own error would fail it). */
+export function raiseSql(sqlstate: string, message: string): string {
+  const lit = message.replace(/\$switchyard\$/g, '').replace(/'/g, "''");
+  return `DO $switchyard$BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = '${lit}'; END$switchyard$`;
 }
 
 const states = new WeakMap<ServerConnection, ServerState>();
