@@ -183,8 +183,10 @@ test('cluster: primary + 2 streaming replicas', { skip }, async (t) => {
       client.on('error', () => {});
       c.pause(r);
       try {
-        const state = fs.readFileSync(`/proc/${r.pid}/stat`, 'utf8').split(') ')[1]![0];
-        assert.equal(state, 'T', 'postmaster stopped');
+        // SIGSTOP is asynchronous: the state turns to T within moments, not necessarily before the next read.
+        const stateOf = () => fs.readFileSync(`/proc/${r.pid}/stat`, 'utf8').split(') ')[1]![0];
+        for (let i = 0; i < 100 && stateOf() !== 'T'; i++) await new Promise((res) => setTimeout(res, 10));
+        assert.equal(stateOf(), 'T', 'postmaster stopped');
         const t1 = Date.now();
         await assert.rejects(client.query('SELECT 1'), /timeout/i);
         assert.ok(Date.now() - t1 < 5000);
