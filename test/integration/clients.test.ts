@@ -15,6 +15,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
+import { trackParams } from '../harness/checks.js';
 import type { Gateway } from '../../src/gateway.js';
 import { readDataRowBytes } from '../../src/protocol/messages.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
@@ -147,15 +148,6 @@ async function settle<T>(p: Promise<T>, mapOk: (v: T) => unknown, mapErr: (e: un
   }
 }
 
-/** ParameterStatus values a pg client received during startup (pg does not keep them itself). */
-function trackParams(c: pg.Client): Map<string, string> {
-  const params = new Map<string, string>();
-  (c as unknown as { connection: NodeJS.EventEmitter }).connection.on(
-    'parameterStatus',
-    (msg: { parameterName: string; parameterValue: string }) => params.set(msg.parameterName, msg.parameterValue),
-  );
-  return params;
-}
 
 /** Run psql -X with args against url (the URL carries the password). */
 function psql(url: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {

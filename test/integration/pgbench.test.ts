@@ -8,6 +8,7 @@ import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.j
 import { startGateway } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
+import { assertPgbenchOk } from '../harness/checks.js';
 
 const PG_BIN = findPgBin();
 const PGBENCH = PG_BIN ? path.join(PG_BIN, 'pgbench') : '/usr/lib/postgresql/15/bin/pgbench';
@@ -36,24 +37,9 @@ function pgbench(port: number, args: string[]): Promise<RunResult> {
 /** Run pgbench through the gateway and check: exit 0, no failed transactions, tps > 0. Returns the tps. */
 async function benchThroughGateway(t: test.TestContext, label: string, args: string[]): Promise<number> {
   const r = await pgbench(gw.port, args);
-  const out = `${r.stdout}\n${r.stderr}`;
-  const errors = r.stderr
-    .split('\n')
-    .filter((l) => /error|abort|fatal/i.test(l))
-    .slice(0, 10)
-    .join('\n');
-  assert.equal(r.code, 0, `${label}: pgbench exited ${r.code}\n${errors || out.slice(-2000)}`);
-  const failed = /number of failed transactions: (\d+)/.exec(out);
-  assert.ok(failed, `${label}: no "number of failed transactions" line in:\n${out.slice(-2000)}`);
-  assert.equal(Number(failed[1]), 0, `${label}: failed transactions\n${errors}`);
-  const processed = /number of transactions actually processed: (\d+)/.exec(out);
-  assert.ok(processed && Number(processed[1]) > 0, `${label}: some transactions were processed`);
-  const tps = /tps = ([\d.]+)/.exec(out);
-  assert.ok(tps, `${label}: no tps line in:\n${out.slice(-2000)}`);
-  const value = Number(tps[1]);
+  const { tps: value, processed, latency } = assertPgbenchOk(label, r);
   assert.ok(value > 0, `${label}: tps ${value}`);
-  const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1] ?? '?';
-  t.diagnostic(`${label}: tps = ${value.toFixed(1)}, ${processed[1]} transactions, latency average ${latency}`);
+  t.diagnostic(`${label}: tps = ${value.toFixed(1)}, ${processed} transactions, latency average ${latency}`);
   return value;
 }
 

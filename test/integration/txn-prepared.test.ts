@@ -15,6 +15,7 @@ import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.j
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
 import { RawClient, typeOf } from '../harness/raw-client.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
+import { assertPgbenchOk, connectError } from '../harness/checks.js';
 import * as m from '../../src/protocol/messages.js';
 import { md5Response } from '../../src/auth/md5.js';
 import { ScramClientSession } from '../../src/auth/scram.js';
@@ -264,23 +265,11 @@ async function benchCapped(t: test.TestContext, gw: Gateway, label: string, args
     await activity;
   }
   maxPool = Math.max(maxPool, serverConnections(gw));
-  const out = `${r.stdout}\n${r.stderr}`;
-  const errors = r.stderr
-    .split('\n')
-    .filter((l) => /error|abort|fatal/i.test(l))
-    .slice(0, 10)
-    .join('\n');
-  assert.equal(r.code, 0, `${label}: pgbench exited ${r.code}\n${errors || out.slice(-2000)}`);
-  const failed = /number of failed transactions: (\d+)/.exec(out);
-  assert.ok(failed, `${label}: no "number of failed transactions" line in:\n${out.slice(-2000)}`);
-  assert.equal(Number(failed[1]), 0, `${label}: failed transactions\n${errors}`);
-  const processed = /number of transactions actually processed: (\d+)/.exec(out);
-  assert.ok(processed && Number(processed[1]) > 0, `${label}: some transactions were processed`);
+  const { tps, processed } = assertPgbenchOk(label, r);
   assert.ok(maxPool <= 10, `${label}: the gateway had ${maxPool} server connections (pool.size 10)`);
   assert.ok(maxActivity <= 10, `${label}: the primary saw ${maxActivity} client backends of the gateway (pool.size 10)`);
   assert.ok(maxActivity > 0, `${label}: the primary saw the gateway's connections at all`);
-  const tps = /tps = ([\d.]+)/.exec(out)?.[1] ?? '?';
-  t.diagnostic(`${label}: tps ${tps}, ${processed[1]} transactions, max server connections: gateway ${maxPool}, pg_stat_activity ${maxActivity}`);
+  t.diagnostic(`${label}: tps ${tps}, ${processed} transactions, max server connections: gateway ${maxPool}, pg_stat_activity ${maxActivity}`);
 }
 
 for (const mode of ['simple', 'extended', 'prepared'] as const) {
@@ -868,18 +857,6 @@ test('prepared_statements_cache_size 3: 10 named statements cycled over one conn
 
 // ------------------------------------------------------------------ 9. pool mode per user / per database
 
-async function connectError(connectionString: string): Promise<pg.DatabaseError> {
-  const c = new pg.Client({ connectionString });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-  } catch (e) {
-    return e as pg.DatabaseError;
-  } finally {
-    await c.end().catch(() => {});
-  }
-  assert.fail('connection was expected to fail');
-}
 
 /** Two clients over pool.size 1, interleaved: both must work (transaction pooling). */
 async function twoClientsInterleaved(gw: Gateway): Promise<void> {

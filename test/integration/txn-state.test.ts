@@ -11,6 +11,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
+import { trackParams } from '../harness/checks.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { GatewayEvent } from '../../src/observability/events.js';
 import type { PoolConfig } from '../../src/config/types.js';
@@ -91,15 +92,6 @@ async function pjEnd(sql: postgres.Sql): Promise<void> {
   await sql.end({ timeout: 5 });
 }
 
-/** ParameterStatus values a pg client received (pg does not keep them itself). Attach before connect(). */
-function trackParams(c: pg.Client): Map<string, string> {
-  const params = new Map<string, string>();
-  (c as unknown as { connection: NodeJS.EventEmitter }).connection.on(
-    'parameterStatus',
-    (msg: { parameterName: string; parameterValue: string }) => params.set(msg.parameterName, msg.parameterValue),
-  );
-  return params;
-}
 
 /** Every event the gateway emits from now on. */
 function record(gw: Gateway): { events: GatewayEvent[]; stop: () => void } {
