@@ -531,7 +531,8 @@ export class ClientSession implements ServerSink, RelayHost {
 
   /** Forward a cancel to the server connection this client is using right now. */
   cancelServer(): void {
-    void (this.relay ? this.relay.server : this.server)?.cancel();
+    // In transaction pooling only while the client's own work runs there, not the gateway's (a probe).
+    void (this.relay ? this.relay.cancelTarget() : this.server)?.cancel();
   }
 
   // ------------------------------------------------------------ ending

@@ -63,12 +63,13 @@ interface Expected {
   fake?: () => Buffer;
   /** Runs when the server will not process the message (an error earlier in the pipeline) or answers it with an error. */
   undo?: () => void;
+  /** Runs when the server answers it with success. */
+  ok?: () => void;
 }
 
 const PLAIN: Record<number, Expected> = {};
 for (const t of [T_QUERY, T_PARSE, T_BIND, T_DESCRIBE, T_EXECUTE, T_CLOSE, T_SYNC, T_FUNCTION_CALL]) PLAIN[t] = Object.freeze({ t });
 const INJECTED_QUERY: Expected = Object.freeze({ t: T_QUERY, swallow: 'all' });
-const SWALLOWED_PARSE: Expected = Object.freeze({ t: T_PARSE, swallow: 'ok' });
 
 /** What the transaction in progress did that the gateway must reconcile when it ends. */
 class TxnEffects {
@@ -137,10 +138,16 @@ export class PooledRelay {
   private readonly waiting: Buffer[] = [];
   /** The client's last Parse of the unnamed statement (a copy), while PostgreSQL would still have it. */
   private unnamedParse: Buffer | undefined;
+  /** What the unnamed statement does to session state, noted when it is bound. */
+  private unnamedFx: SessionEffects | undefined;
   private waitingBytes = 0;
   private expected: Expected[] = [];
   private head = 0;
   private skipping = false;
+  /** The server is in extended-protocol copy-in mode (CopyInResponse to an Execute, until CopyDone/CopyFail or an error). */
+  private copyIn = false;
+  /** Transaction status of the last ReadyForQuery the server sent this client. */
+  private lastStatus = 0x49; /* I */
   /** False after an extended-protocol message not yet followed by Sync. */
   private atBoundary = true;
   private tx = new TxnEffects();
@@ -159,8 +166,8 @@ export class PooledRelay {
 
   /** One client message (a view that is valid during this call, unless copied). Returns false for Terminate. */
   fromClient(msg: Buffer): boolean {
-    if (msg[0] === T_TERMINATE) return false;
     if (this.phase !== 'ready') {
+      // Queued like anything else (Terminate too): what the client sent before it still runs, in order.
       this.waiting.push(Buffer.from(msg));
       this.waitingBytes += msg.length;
       // A client that keeps sending while it waits is held back, so what is kept for it stays bounded.
@@ -168,6 +175,7 @@ export class PooledRelay {
       if (this.phase === 'idle') this.lease();
       return true;
     }
+    if (msg[0] === T_TERMINATE) return false;
     this.handle(msg);
     return true;
   }
@@ -236,11 +244,12 @@ export class PooledRelay {
       case T_QUERY:
         return this.onQuery(msg);
       case T_PARSE:
-        this.atBoundary = false;
         return this.onParse(msg);
       case T_BIND: {
         this.atBoundary = false;
-        const name = this.serverNameFor(m.readBindStatement(msg));
+        const stmt = m.readBindStatement(msg);
+        if (this.bindEffects(stmt === '' ? this.unnamedFx : this.state.statements.get(stmt)?.fx, msg)) return;
+        const name = this.serverNameFor(stmt);
         this.out(name === undefined ? msg : m.renameBind(msg, name));
         return this.expect(PLAIN[T_BIND]!);
       }
@@ -259,9 +268,10 @@ export class PooledRelay {
         this.out(msg);
         return this.expect(PLAIN[T_EXECUTE]!);
       case T_SYNC:
+        this.out(msg);
+        if (this.copyIn) return; // ignored by the server until the copy ends
         this.atBoundary = true;
         this.skipping = false;
-        this.out(msg);
         return this.expect(PLAIN[T_SYNC]!);
       case T_FUNCTION_CALL:
         this.atBoundary = true;
@@ -271,9 +281,12 @@ export class PooledRelay {
         this.atBoundary = false;
         this.out(msg);
         return;
-      case T_COPY_DATA:
       case T_COPY_DONE:
       case T_COPY_FAIL:
+        this.copyIn = false;
+        this.out(msg);
+        return;
+      case T_COPY_DATA:
         this.out(msg);
         return;
       default:
@@ -291,8 +304,12 @@ export class PooledRelay {
    */
   private serverNameFor(name: string): string | undefined {
     if (name === '') {
-      this.ensureUnnamed();
-      return undefined;
+      if (this.unnamedParse) {
+        this.ensureUnnamed();
+        return undefined;
+      }
+      // Never parsed by this client: whatever the connection holds is someone else's (or the gateway's).
+      return this.ss!.unnamedOwner === this ? undefined : MISSING_STATEMENT;
     }
     const st = this.state.statements.get(name);
     if (st) {
@@ -309,10 +326,17 @@ export class PooledRelay {
     const ss = this.ss!;
     if (ss.touch(st.serverName)) return;
     this.makeRoom(ss);
-    ss.prepared.set(st.serverName, true);
-    this.out(st.parse);
     const name = st.serverName;
-    this.expect({ t: T_PARSE, swallow: 'ok', undo: () => ss.prepared.delete(name) });
+    ss.prepared.set(name, false);
+    this.out(st.parse);
+    this.expect({
+      t: T_PARSE,
+      swallow: 'ok',
+      ok: () => {
+        if (ss.prepared.has(name)) ss.prepared.set(name, true);
+      },
+      undo: () => ss.prepared.delete(name),
+    });
   }
 
   /**
@@ -324,32 +348,56 @@ export class PooledRelay {
     if (!this.unnamedParse || ss.unnamedOwner === this) return;
     ss.unnamedOwner = this;
     this.out(this.unnamedParse);
-    this.expect(SWALLOWED_PARSE);
+    this.expect({
+      t: T_PARSE,
+      swallow: 'ok',
+      undo: () => {
+        if (ss.unnamedOwner === this) ss.unnamedOwner = undefined;
+      },
+    });
   }
 
   /** Keep the per-connection statement cache bounded: close the least recently used. */
   private makeRoom(ss: ServerState): void {
     while (ss.prepared.size >= this.host.preparedCacheSize) {
       const victim = ss.prepared.keys().next().value!;
+      const confirmed = ss.prepared.get(victim)!;
       ss.prepared.delete(victim);
       this.out(m.close('S', victim));
-      this.expect({ t: T_CLOSE, swallow: 'ok', undo: () => ss.prepared.set(victim, true) });
+      this.expect({ t: T_CLOSE, swallow: 'ok', undo: () => ss.prepared.set(victim, confirmed) });
     }
   }
 
   private onParse(msg: Buffer): void {
+    const boundaryBefore = this.head === this.expected.length && this.atBoundary;
+    this.atBoundary = false;
     const p = m.readParse(msg);
     const fx = analyze(p.sql);
+    // Effects happen when the statement runs (noted at Bind). What must exist first is made to exist
+    // now, when a simple query can still go ahead of the request; a name in the gateway's namespace is
+    // refused when the statement runs.
+    let sql = p.sql;
     if (!fx.plain && fx.parseError === undefined) {
-      this.noteEffects(fx);
-      this.noteChannels(fx, false);
-      if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
+      const refused = this.reservedName(fx);
+      if (refused) sql = refused;
+      else if (boundaryBefore && !this.skipping) this.ensureSqlPrepared(fx);
     }
+    const effects = fx.plain || fx.parseError !== undefined ? undefined : fx;
     if (p.name === '') {
-      this.unnamedParse = Buffer.from(msg);
-      this.ss!.unnamedOwner = this;
-      this.out(msg);
-      return this.expect(PLAIN[T_PARSE]!);
+      const bytes = sql === p.sql ? Buffer.from(msg) : m.parse('', sql, []);
+      this.unnamedParse = bytes;
+      this.unnamedFx = effects;
+      const ss = this.ss!;
+      ss.unnamedOwner = this;
+      this.out(bytes);
+      return this.expect({
+        t: T_PARSE,
+        undo: () => {
+          // A failed Parse leaves no unnamed statement behind.
+          if (this.unnamedParse === bytes) this.unnamedParse = undefined;
+          if (ss.unnamedOwner === this) ss.unnamedOwner = undefined;
+        },
+      });
     }
     const cs = this.state;
     const existing = cs.statements.get(p.name);
@@ -360,8 +408,11 @@ export class PooledRelay {
       return this.expect(PLAIN[T_PARSE]!);
     }
     const ss = this.ss!;
-    const serverName = this.host.registry.nameFor(p.sql, p.paramTypes);
-    const st: ClientStatement = { serverName, parse: m.parse(serverName, p.sql, p.paramTypes) };
+    const registry = this.host.registry;
+    let serverName = sql === p.sql ? registry.nameFor(this.statementKey(p.sql), p.paramTypes) : registry.fresh();
+    // Sent but not yet confirmed by another client's Parse, which may still fail: do not count on it.
+    if (ss.prepared.get(serverName) === false) serverName = registry.fresh();
+    const st: ClientStatement = { serverName, parse: m.parse(serverName, sql, sql === p.sql ? p.paramTypes : []), fx: effects };
     cs.statements.set(p.name, st);
     const forget = () => {
       if (cs.statements.get(p.name) === st) cs.statements.delete(p.name);
@@ -371,15 +422,44 @@ export class PooledRelay {
       return this.expect({ t: T_PARSE, fake: m.parseComplete, undo: forget });
     }
     this.makeRoom(ss);
-    ss.prepared.set(serverName, true);
+    ss.prepared.set(serverName, false);
     this.out(st.parse);
     this.expect({
       t: T_PARSE,
+      ok: () => {
+        if (ss.prepared.has(serverName)) ss.prepared.set(serverName, true);
+      },
       undo: () => {
         forget();
         ss.prepared.delete(serverName);
       },
     });
+  }
+
+  /**
+   * Statements are shared by text, but their meaning can depend on settings read when they are parsed
+   * (search_path names the tables; DateStyle, TimeZone and IntervalStyle convert literals): those go into the key.
+   */
+  private statementKey(sql: string): string {
+    const s = this.state.settings;
+    let extra = '';
+    for (const n of PARSE_SETTINGS) {
+      const v = s.get(n);
+      if (v !== undefined) extra += `${n}=${v}\0`;
+    }
+    return extra ? `${extra}\0${sql}` : sql;
+  }
+
+  /** At Bind the statement runs in this transaction: note what it does to session state. Returns true when LISTEN took over. */
+  private bindEffects(fx: SessionEffects | undefined, msg: Buffer): boolean {
+    if (!fx) return false;
+    this.noteEffects(fx);
+    this.noteChannels(fx, false);
+    if (fx.listen.length > 0 && !this.listening.has(msg)) {
+      this.listenFirst(msg, fx.listen);
+      return true;
+    }
+    return false;
   }
 
   private onClose(msg: Buffer): void {
@@ -420,9 +500,18 @@ export class PooledRelay {
     // DEALLOCATE of a protocol-level statement: its server copy is shared, so the gateway answers.
     if (this.isProtocolDeallocate(fx)) {
       const name = fx.deallocate[0]!;
-      this.state.statements.delete(name);
-      const server = this.server!;
-      return this.expect({ t: T_QUERY, fake: () => Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(server.txStatus)]) });
+      if (this.lastStatus !== 0x45 /* E */) this.state.statements.delete(name);
+      // Emitted after everything before it: the status is that of the last ReadyForQuery by then.
+      return this.expect({
+        t: T_QUERY,
+        fake: () =>
+          this.lastStatus === 0x45 /* E */
+            ? Buffer.concat([
+                new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block').toMessage(),
+                m.readyForQuery('E'),
+              ])
+            : Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(String.fromCharCode(this.lastStatus) as m.TxStatus)]),
+      });
     }
     this.noteEffects(fx);
     this.noteChannels(fx, true);
@@ -492,7 +581,7 @@ export class PooledRelay {
     if (!canMirror) return;
     const stmts: string[] = [];
     // Inside an open transaction the outcome is not known until it ends: a sentinel LISTEN tells it.
-    if (this.server!.txStatus !== 'I' && !tx.sentinel) {
+    if ((this.server!.txStatus !== 'I' || this.head < this.expected.length) && !tx.sentinel) {
       tx.sentinel = true;
       stmts.push(`LISTEN ${quoteIdent(COMMIT_SENTINEL)}`);
     }
@@ -581,7 +670,7 @@ export class PooledRelay {
     while (off < buf.length) {
       const t = buf[off]!;
       const end = off + 1 + buf.readInt32BE(off + 1);
-      const verdict = this.reply(t);
+      const verdict = this.reply(t, buf, off);
       if (verdict === DROP || (verdict === KEEP && this.expected[this.head]?.fake)) {
         cut(verdict === DROP, end);
         this.emitFakes();
@@ -592,19 +681,26 @@ export class PooledRelay {
   }
 
   /** Decide one server message: PASS (part of a run), KEEP (forward, then check for fakes), DROP. */
-  private reply(t: number): number {
+  private reply(t: number, buf: Buffer, off: number): number {
     const e = this.expected[this.head];
     if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
+    if (t === 0x5a /* Z */) this.lastStatus = buf[off + 5]!;
     if (!e) return PASS; // asynchronous: NoticeResponse, ParameterStatus, a FATAL error before closing
     if (e.swallow === 'all') {
       if (t === 0x5a /* Z */) this.pop();
       return DROP;
     }
-    const simple = e.t === T_QUERY || e.t === T_FUNCTION_CALL;
+    // Query and FunctionCall run until their ReadyForQuery; an error while processing Sync (a deferred
+    // constraint at commit) does not start skipping either: Sync is answered by E and then Z.
+    const simple = e.t === T_QUERY || e.t === T_FUNCTION_CALL || e.t === T_SYNC;
     switch (t) {
       case 0x5a: // Z ReadyForQuery
         this.pop();
         return KEEP;
+      case 0x47: // G CopyInResponse
+        // The server ignores Sync (and Flush) until CopyDone/CopyFail: those queued behind this Execute get no answer.
+        if (!simple) this.enterCopyIn();
+        return PASS;
       case 0x31: // 1 ParseComplete
       case 0x32: // 2 BindComplete
       case 0x33: // 3 CloseComplete
@@ -615,8 +711,10 @@ export class PooledRelay {
       case 0x73: // s PortalSuspended
         if (simple) return PASS;
         this.pop();
+        e.ok?.();
         return e.swallow === 'ok' ? DROP : KEEP;
       case 0x45: // E ErrorResponse
+        this.copyIn = false;
         if (simple) return PASS;
         this.pop();
         e.undo?.();
@@ -633,6 +731,14 @@ export class PooledRelay {
       this.expected = [];
       this.head = 0;
     }
+  }
+
+  /** In copy-in mode the server answers no Sync until the copy ends; drop the entries of those already sent. */
+  private enterCopyIn(): void {
+    this.copyIn = true;
+    const keep = this.expected.slice(0, this.head + 1);
+    for (let i = this.head + 1; i < this.expected.length; i++) if (this.expected[i]!.t !== T_SYNC) keep.push(this.expected[i]!);
+    this.expected = keep;
   }
 
   /** After an error: the server skips every message up to Sync, so their answers (and the gateway's fakes) never come. */
@@ -697,6 +803,7 @@ export class PooledRelay {
     const ss = this.ss!;
     const d = settingsDelta(this.state.settings, ss.settings);
     if (!d) return;
+    ss.unnamedOwner = undefined; // the gateway's own extended query replaces the unnamed statement
     const todo: Promise<{ error?: PgError }>[] = [];
     if (d.resets.length) todo.push(server.query(d.resets.map((n) => `RESET ${quoteIdent(n)}`).join('; ')));
     if (d.sets.length) todo.push(server.queryParams(setConfigSql(d.sets.length), d.sets.flat()));
@@ -735,8 +842,8 @@ export class PooledRelay {
       this.host.idleInTransaction(true);
       return;
     }
-    this.deliverQueued();
-    if (this.state.pins.length > 0 && !this.tx.probe) return;
+    if (this.state.pins.length > 0 && !this.tx.probe) return this.deliverQueued();
+    // After a transaction that named channels, notifications wait for reconcile to know what committed.
     if (this.tx.probe) {
       this.phase = 'busy';
       void this.reconcile().then(
@@ -772,6 +879,7 @@ export class PooledRelay {
     if (tx.resetAll) for (const n of [...cs.settings.keys(), ...ss.settings.keys(), ...cs.startup.keys()]) names.add(n);
     for (const n of UNSYNCED_SETTINGS) names.delete(n);
     const protocolBefore = ss.prepared.size;
+    ss.unnamedOwner = undefined; // the probe is an extended query: it replaces the unnamed statement
     const pending: Promise<{ rows: (string | null)[][]; error?: PgError }>[] = [];
     pending.push(server.queryParams(PROBE_SQL, [textArray(names), server.user]));
     // The pooled connection must not keep listening (after the probe has seen what it listens on):
@@ -799,8 +907,15 @@ export class PooledRelay {
     }
 
     for (const n of [...ss.sqlPrepared.keys()]) if (!probe.sqlPrepared.has(n)) ss.sqlPrepared.delete(n);
-    for (const n of probe.sqlPrepared) if (!ss.sqlPrepared.has(n)) ss.sqlPrepared.set(n, tx.prepare.get(n) ?? '\0unknown');
-    for (const [n, text] of tx.prepare) if (!cs.sqlPrepared.has(n) && ss.sqlPrepared.get(n) === text) cs.sqlPrepared.set(n, text);
+    for (const n of probe.sqlPrepared.keys()) if (!ss.sqlPrepared.has(n)) ss.sqlPrepared.set(n, '\0unknown');
+    // A PREPARE of this transaction took effect when the server's statement came from a query string
+    // holding its text (a redefinition after DEALLOCATE included; a refused one leaves the old string).
+    for (const [n, text] of tx.prepare) {
+      if (probe.sqlPrepared.get(n)?.includes(text)) {
+        ss.sqlPrepared.set(n, text);
+        cs.sqlPrepared.set(n, text);
+      }
+    }
     for (const n of tx.deallocate) if (!probe.sqlPrepared.has(n)) cs.sqlPrepared.delete(n);
     if (tx.deallocateAll) {
       for (const n of [...cs.sqlPrepared.keys()]) if (!probe.sqlPrepared.has(n)) cs.sqlPrepared.delete(n);
@@ -896,22 +1011,36 @@ export class PooledRelay {
       this.state.settings.set(k, v);
     }
     const server = await this.host.pools.acquire(this.host.database, this.host.user, this.host.signal);
+    if (this.closed) {
+      this.host.pools.release(server, true, 'keep');
+      return new Map();
+    }
     this.server = server;
     this.ss = serverState(server);
+    this.phase = 'busy';
     try {
       await this.syncSettings();
     } catch (e) {
       const err = toPgError(e);
-      this.server = undefined;
-      this.ss?.clear();
-      this.ss = undefined;
-      this.phase = 'idle';
-      this.host.pools.release(server, true, 'discard');
+      // Unless finish() already gave it back (the client left meanwhile).
+      if (this.server === server) {
+        this.server = undefined;
+        this.ss?.clear();
+        this.ss = undefined;
+        this.phase = 'idle';
+        this.host.pools.release(server, true, 'discard');
+      }
       throw new PgError(err.code, err.message, { severity: 'FATAL', detail: err.detail, hint: err.hint });
     }
+    if (this.closed) return new Map();
     const params = new Map(server.params);
     this.release();
     return params;
+  }
+
+  /** The connection a CancelRequest from this client may reach: only while it runs the client's own requests. */
+  cancelTarget(): ServerConnection | undefined {
+    return this.phase === 'ready' ? this.server : undefined;
   }
 
   /** The client left: give back what it holds. A connection in the middle of anything is reset or closed. */
@@ -928,7 +1057,9 @@ export class PooledRelay {
     // A connection at a message boundary can be reset and reused; the gateway's own queries still in
     // flight (a state probe) are answered before the pool's ROLLBACK / DISCARD ALL, which queue behind them.
     const clean = this.head === this.expected.length && this.atBoundary;
-    if (clean && server.txStatus === 'I' && cs.pins.length === 0 && !this.tx.probe) {
+    // 'busy' means the gateway's own queries are in flight (settings, probe): what they would have
+    // recorded is unknown, so the connection is reset rather than trusted.
+    if (clean && this.phase !== 'busy' && server.txStatus === 'I' && cs.pins.length === 0 && !this.tx.probe) {
       this.host.pools.release(server, true, 'keep');
       return;
     }
@@ -937,6 +1068,9 @@ export class PooledRelay {
     this.host.pools.release(server, clean, 'discard');
   }
 }
+
+/** Settings that change what a statement means when it is parsed: statements are shared only between equal values. */
+const PARSE_SETTINGS = ['search_path', 'datestyle', 'intervalstyle', 'timezone', 'standard_conforming_strings'] as const;
 
 /** A channel only pooled connections ever listen on, inside a client's transaction, to learn whether it committed. */
 const COMMIT_SENTINEL = 'switchyard.commit';

@@ -1,7 +1,7 @@
 // Session state that must follow a client across server connections in transaction pooling, and what each server connection holds of it.
 
 import type { ServerConnection } from '../backend/server-connection.js';
-import type { PinReason } from './analyze.js';
+import type { PinReason, SessionEffects } from './analyze.js';
 
 /**
  * Server-side names for protocol-level prepared statements. The same (query, parameter types) always
@@ -14,6 +14,11 @@ export class StatementRegistry {
   private next = 1;
 
   constructor(private readonly max = 10_000) {}
+
+  /** A name for one statement only (never shared). */
+  fresh(): string {
+    return `${SHARED_PREFIX}${this.next++}`;
+  }
 
   nameFor(sql: string, paramTypes: readonly number[]): string {
     const key = paramTypes.length ? `${paramTypes.join(',')}\0${sql}` : sql;
@@ -36,6 +41,8 @@ export interface ClientStatement {
   serverName: string;
   /** The Parse message that creates it under serverName (kept to prepare it on another connection). */
   parse: Buffer;
+  /** What running it does to session state; undefined for the (usual) statement that does nothing to it. */
+  fx?: SessionEffects;
 }
 
 /** What one client has set up for itself, independent of the server connection it happens to use. */
@@ -60,8 +67,11 @@ export class ServerState {
   readonly settings = new Map<string, string>();
   /** SQL-level prepared statements on this connection: name → text. */
   readonly sqlPrepared = new Map<string, string>();
-  /** Server-side names of protocol-level statements prepared here, least recently used first. */
-  readonly prepared = new Map<string, true>();
+  /**
+   * Server-side names of protocol-level statements prepared here, least recently used first: true once
+   * the server confirmed the Parse, false while it is in flight (it may still fail).
+   */
+  readonly prepared = new Map<string, boolean>();
   /** Whose unnamed statement the connection holds (the client's relay), if known. */
   unnamedOwner: object | undefined;
 
@@ -75,8 +85,10 @@ export class ServerState {
 
   /** Mark a statement used now (moves it to the most recently used end). */
   touch(name: string): boolean {
-    if (!this.prepared.delete(name)) return false;
-    this.prepared.set(name, true);
+    const v = this.prepared.get(name);
+    if (v === undefined) return false;
+    this.prepared.delete(name);
+    this.prepared.set(name, v);
     return true;
   }
 }
@@ -163,7 +175,7 @@ export function setConfigSql(n: number): string {
  */
 export const PROBE_SQL = `SELECT
   (SELECT pg_catalog.json_object_agg(n, pg_catalog.current_setting(n, true)) FROM pg_catalog.unnest($1::text[]) AS n),
-  (SELECT pg_catalog.json_agg(name) FROM pg_catalog.pg_prepared_statements WHERE from_sql),
+  (SELECT pg_catalog.json_object_agg(name, statement) FROM pg_catalog.pg_prepared_statements WHERE from_sql),
   (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()),
   (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()),
   (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable),
@@ -174,7 +186,8 @@ export const PROBE_SQL = `SELECT
 
 export interface ProbeResult {
   settings: Map<string, string | null>;
-  sqlPrepared: Set<string>;
+  /** SQL-level prepared statements: name → the query string that created it (the whole string, for a multi-statement one). */
+  sqlPrepared: Map<string, string>;
   /** Protocol-level statements on the connection (server-side names). */
   protocolPrepared: string[];
   /** Channels the connection listens on. */
@@ -185,7 +198,7 @@ export interface ProbeResult {
 /** Turn PROBE_SQL's one row into facts. */
 export function readProbe(row: (string | null)[]): ProbeResult {
   const settings = new Map<string, string | null>(Object.entries((row[0] ? JSON.parse(row[0]) : {}) as Record<string, string | null>));
-  const sqlPrepared = new Set<string>(row[1] ? (JSON.parse(row[1]) as string[]) : []);
+  const sqlPrepared = new Map<string, string>(Object.entries(row[1] ? (JSON.parse(row[1]) as Record<string, string>) : {}));
   const pins: PinReason[] = [];
   if (Number(row[2]) > 0) pins.push('advisory_lock');
   if (Number(row[3]) > 0) pins.push('temp_table');

@@ -51,13 +51,13 @@ test('settingsDelta sends only the difference', () => {
 });
 
 test('readProbe turns the probe row into settings, statements and pins', () => {
-  const p = readProbe(['{"search_path": "a, b", "myapp.x": null}', '["p1"]', '1', '0', '2', 't', 'f', '["sy_1","sy_2"]', '["chan"]']);
+  const p = readProbe(['{"search_path": "a, b", "myapp.x": null}', '{"p1": "PREPARE p1 AS SELECT 1"}', '1', '0', '2', 't', 'f', '["sy_1","sy_2"]', '["chan"]']);
   assert.deepEqual(p.listening, ['chan']);
   assert.deepEqual([...p.settings], [
     ['search_path', 'a, b'],
     ['myapp.x', null],
   ]);
-  assert.deepEqual([...p.sqlPrepared], ['p1']);
+  assert.deepEqual([...p.sqlPrepared], [['p1', 'PREPARE p1 AS SELECT 1']]);
   assert.deepEqual(p.protocolPrepared, ['sy_1', 'sy_2']);
   assert.deepEqual(p.pins, ['advisory_lock', 'cursor_with_hold', 'set_role']);
   const empty = readProbe([null, null, '0', '0', '0', 'f', 'f', null, null]);
