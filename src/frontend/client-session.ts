@@ -363,7 +363,9 @@ export class ClientSession implements ServerSink, RelayHost {
   private idleTimer: NodeJS.Timeout | undefined;
 
   idleInTransaction(idle: boolean): void {
+    if (!idle && !this.idleTimer) return; // the common case, on every message
     clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const ms = this.ctx.config.pool.idle_transaction_timeout_ms;
     if (!idle || ms <= 0 || this.state === 'closed') return;
     this.idleTimer = setTimeout(() => {

@@ -195,7 +195,7 @@ export class PooledRelay {
     }
     out.length = 0;
     if (server.writableLength > 0) this.host.reader?.replace(); // a queued write may point into the read buffer
-    if (!ok) {
+    if (!ok && !this.clientPaused) {
       this.pauseClient();
       server.onDrain(() => {
         if (this.waitingBytes < MAX_WAITING_BYTES) this.resumeClient();
@@ -650,7 +650,10 @@ export class PooledRelay {
     // Backpressure only while the connection is still this client's.
     if (!ok && server && this.server === server) {
       server.pause();
-      socket.once('drain', () => server.resume());
+      // Given back meanwhile, the connection was resumed by the pool and may be paused by its next holder.
+      socket.once('drain', () => {
+        if (this.server === server) server.resume();
+      });
     }
     return socket.writableLength > 0;
   }
