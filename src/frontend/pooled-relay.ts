@@ -500,17 +500,20 @@ export class PooledRelay {
     // DEALLOCATE of a protocol-level statement: its server copy is shared, so the gateway answers.
     if (this.isProtocolDeallocate(fx)) {
       const name = fx.deallocate[0]!;
-      if (this.lastStatus !== 0x45 /* E */) this.state.statements.delete(name);
+
       // Emitted after everything before it: the status is that of the last ReadyForQuery by then.
       return this.expect({
         t: T_QUERY,
-        fake: () =>
-          this.lastStatus === 0x45 /* E */
+        fake: () => {
+          // Decided when the answer is due: only then is the transaction status of the request known.
+          if (this.lastStatus !== 0x45 /* E */) this.state.statements.delete(name);
+          return this.lastStatus === 0x45 /* E */
             ? Buffer.concat([
                 new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block').toMessage(),
                 m.readyForQuery('E'),
               ])
-            : Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(String.fromCharCode(this.lastStatus) as m.TxStatus)]),
+            : Buffer.concat([m.commandComplete('DEALLOCATE'), m.readyForQuery(String.fromCharCode(this.lastStatus) as m.TxStatus)]);
+        },
       });
     }
     this.noteEffects(fx);
