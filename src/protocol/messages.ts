@@ -145,21 +145,31 @@ export function sync(): Buffer {
   return SYNC;
 }
 
-/** Parse + Bind + Execute + Sync for a one-shot extended query with text parameters and text results. */
-export function extendedQuery(sql: string, params: (string | null)[]): Buffer {
-  const parse = frame('P', Buffer.concat([cstr(''), cstr(sql), int16(0)]));
-  const bindParts: Buffer[] = [cstr(''), cstr(''), int16(0), int16(params.length)];
+/** Bind with text parameters and text results. */
+export function bind(statement: string, params: readonly (string | null)[] = [], portal = ''): Buffer {
+  const parts: Buffer[] = [cstr(portal), cstr(statement), int16(0), int16(params.length)];
   for (const p of params) {
-    if (p === null) bindParts.push(int32(-1));
+    if (p === null) parts.push(int32(-1));
     else {
       const v = Buffer.from(p, 'utf8');
-      bindParts.push(int32(v.length), v);
+      parts.push(int32(v.length), v);
     }
   }
-  bindParts.push(int16(0));
-  const bind = frame('B', Buffer.concat(bindParts));
-  const execute = frame('E', Buffer.concat([cstr(''), int32(0)]));
-  return Buffer.concat([parse, bind, execute, SYNC]);
+  parts.push(int16(0));
+  return frame('B', Buffer.concat(parts));
+}
+
+export function execute(portal = '', maxRows = 0): Buffer {
+  return frame('E', Buffer.concat([cstr(portal), int32(maxRows)]));
+}
+
+export function describe(kind: 'S' | 'P', name: string): Buffer {
+  return frame('D', Buffer.concat([Buffer.from(kind), cstr(name)]));
+}
+
+/** Parse + Bind + Execute + Sync for a one-shot extended query with text parameters and text results. */
+export function extendedQuery(sql: string, params: (string | null)[]): Buffer {
+  return Buffer.concat([frame('P', Buffer.concat([cstr(''), cstr(sql), int16(0)])), bind('', params), execute(), SYNC]);
 }
 
 /** Parse with a statement name, query text and parameter type OIDs. */

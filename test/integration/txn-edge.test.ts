@@ -124,41 +124,7 @@ function statusOf(gw: Gateway, applicationName: string): StatusClient {
 
 // ---- raw protocol
 
-function cstr(s: string): Buffer {
-  return Buffer.from(s + '\0', 'utf8');
-}
-function int16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-}
-function int32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-}
-
-/** Bind with text parameters and text results. */
-function bind(statement: string, params: (string | null)[] = [], portal = ''): Buffer {
-  const parts: Buffer[] = [cstr(portal), cstr(statement), int16(0), int16(params.length)];
-  for (const p of params) {
-    if (p === null) parts.push(int32(-1));
-    else {
-      const v = Buffer.from(p, 'utf8');
-      parts.push(int32(v.length), v);
-    }
-  }
-  parts.push(int16(0));
-  return m.frame('B', Buffer.concat(parts));
-}
-
-function execute(portal = '', maxRows = 0): Buffer {
-  return m.frame('E', Buffer.concat([cstr(portal), int32(maxRows)]));
-}
-
-function describe(kind: 'S' | 'P', name: string): Buffer {
-  return m.frame('D', Buffer.concat([Buffer.from(kind), cstr(name)]));
-}
+const { bind, execute, describe } = m;
 
 function copyData(s: string): Buffer {
   return m.frame('d', Buffer.from(s, 'utf8'));
@@ -167,7 +133,7 @@ function copyDone(): Buffer {
   return m.frame('c');
 }
 function copyFail(message: string): Buffer {
-  return m.frame('f', cstr(message));
+  return m.frame('f', Buffer.from(message + '\0', 'utf8'));
 }
 
 /** A raw protocol session that logged in with a password (SCRAM, MD5 or cleartext, whatever is asked); closed by after() if the test does not. */
