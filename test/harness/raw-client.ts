@@ -4,6 +4,8 @@ import net from 'node:net';
 import { Framer } from '../../src/protocol/framer.js';
 import { MessageQueue } from '../../src/protocol/message-queue.js';
 import * as m from '../../src/protocol/messages.js';
+import { md5Response } from '../../src/auth/md5.js';
+import { ScramClientSession } from '../../src/auth/scram.js';
 
 export class RawClient {
   private readonly framer = new Framer(1 << 30);
@@ -81,4 +83,55 @@ export function typeOf(msg: Buffer): string {
 /** The SQLSTATE of an ErrorResponse. */
 export function sqlstate(msg: Buffer): string | undefined {
   return m.readErrorFields(msg).get('C');
+}
+
+/**
+ * A reply message as a short, comparable label: 'E:<sqlstate>', 'D:<values>', 'C:<tag>', 'Z:<status>',
+ * 't:/T:<hex body>', or the type letter. Undefined for the asynchronous ones (notice, ParameterStatus,
+ * notification), which reply sequences leave out.
+ */
+export function replyLabel(msg: Buffer): string | undefined {
+  const t = typeOf(msg);
+  switch (t) {
+    case 'N':
+    case 'S':
+    case 'A':
+      return undefined;
+    case 'E':
+      return `E:${m.readErrorFields(msg).get('C')}`;
+    case 'D':
+      return `D:${m.readDataRow(msg).join(',')}`;
+    case 'C':
+      return `C:${msg.toString('utf8', 5, msg.length - 1)}`;
+    case 't':
+    case 'T':
+      return `${t}:${msg.subarray(5).toString('hex')}`;
+    case 'Z':
+      return `Z:${String.fromCharCode(msg[5]!)}`;
+    default:
+      return t;
+  }
+}
+
+/** Send a startup packet on c and answer a password login (SCRAM, MD5 or cleartext, whatever is asked) up to ReadyForQuery. */
+export async function passwordLogin(c: RawClient, user: string, password: string, params: Record<string, string> = {}): Promise<RawClient> {
+  c.send(m.startupMessage({ user, database: 'postgres', ...params }));
+  let scram: ScramClientSession | undefined;
+  for (;;) {
+    const msg = await c.next();
+    const t = typeOf(msg);
+    if (t === 'R') {
+      const { code, data } = m.readAuthentication(msg);
+      if (code === 0) continue;
+      if (code === 3) c.send(m.passwordMessage(password));
+      else if (code === 5) c.send(m.passwordMessage(md5Response({ password }, user, data.subarray(0, 4))));
+      else if (code === 10) {
+        scram = new ScramClientSession({ password });
+        c.send(m.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
+      } else if (code === 11) c.send(m.saslResponse(scram!.handleServerFirst(data)));
+      else if (code === 12) scram!.verifyServerFinal(data);
+      else throw new Error(`unsupported authentication request ${code}`);
+    } else if (t === 'E') throw new Error(`login failed: ${m.readErrorFields(msg).get('M')}`);
+    else if (t === 'Z') return c;
+  }
 }

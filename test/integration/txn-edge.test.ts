@@ -13,10 +13,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
-import { RawClient, typeOf } from '../harness/raw-client.js';
+import { RawClient, passwordLogin, replyLabel, typeOf } from '../harness/raw-client.js';
 import * as m from '../../src/protocol/messages.js';
-import { md5Response } from '../../src/auth/md5.js';
-import { ScramClientSession } from '../../src/auth/scram.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { PoolConfig } from '../../src/config/types.js';
 
@@ -138,29 +136,9 @@ function copyFail(message: string): Buffer {
 
 /** A raw protocol session that logged in with a password (SCRAM, MD5 or cleartext, whatever is asked); closed by after() if the test does not. */
 async function rawLogin(port: number, params: Record<string, string> = {}): Promise<RawClient> {
-  const user = cluster.superuser;
-  const password = cluster.superuserPassword;
   const c = await RawClient.connect(port);
   raws.add(c);
-  c.send(m.startupMessage({ user, database: 'postgres', ...params }));
-  let scram: ScramClientSession | undefined;
-  for (;;) {
-    const msg = await c.next();
-    const t = typeOf(msg);
-    if (t === 'R') {
-      const { code, data } = m.readAuthentication(msg);
-      if (code === 0) continue;
-      if (code === 3) c.send(m.passwordMessage(password));
-      else if (code === 5) c.send(m.passwordMessage(md5Response({ password }, user, data.subarray(0, 4))));
-      else if (code === 10) {
-        scram = new ScramClientSession({ password });
-        c.send(m.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
-      } else if (code === 11) c.send(m.saslResponse(scram!.handleServerFirst(data)));
-      else if (code === 12) scram!.verifyServerFinal(data);
-      else throw new Error(`unsupported authentication request ${code}`);
-    } else if (t === 'E') throw new Error(`login failed: ${m.readErrorFields(msg).get('M')}`);
-    else if (t === 'Z') return c;
-  }
+  return passwordLogin(c, cluster.superuser, cluster.superuserPassword, params);
 }
 
 function rawEnd(...cs: RawClient[]): void {
@@ -188,34 +166,11 @@ async function readUntil(c: RawClient, stop: string, count = 1, timeoutMs = 5000
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const msg = await within(c.next(), Math.max(0, deadline - Date.now()), `${count > 1 ? `${count} x ` : ''}'${stop}' (got ${JSON.stringify(seq)})`);
+    const label = replyLabel(msg);
+    if (label === undefined) continue;
+    seq.push(label);
+    if (label.startsWith('E:')) errors.push(m.readErrorFields(msg).get('M') ?? '');
     const t = typeOf(msg);
-    switch (t) {
-      case 'N':
-      case 'S':
-      case 'A':
-        continue;
-      case 'E': {
-        const f = m.readErrorFields(msg);
-        seq.push(`E:${f.get('C')}`);
-        errors.push(f.get('M') ?? '');
-        break;
-      }
-      case 'D':
-        seq.push(`D:${m.readDataRow(msg).join(',')}`);
-        break;
-      case 'C':
-        seq.push(`C:${msg.toString('utf8', 5, msg.length - 1)}`);
-        break;
-      case 't':
-      case 'T':
-        seq.push(`${t}:${msg.subarray(5).toString('hex')}`);
-        break;
-      case 'Z':
-        seq.push(`Z:${String.fromCharCode(msg[5]!)}`);
-        break;
-      default:
-        seq.push(t);
-    }
     if (t === stop && ++seen === count) return { seq, errors };
   }
 }

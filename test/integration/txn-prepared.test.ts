@@ -13,12 +13,10 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { findPgBin, startCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
-import { RawClient, typeOf } from '../harness/raw-client.js';
+import { RawClient, passwordLogin, replyLabel } from '../harness/raw-client.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 import { assertPgbenchOk, connectError } from '../harness/checks.js';
 import * as m from '../../src/protocol/messages.js';
-import { md5Response } from '../../src/auth/md5.js';
-import { ScramClientSession } from '../../src/auth/scram.js';
 import type { Gateway } from '../../src/gateway.js';
 
 const PG_BIN = findPgBin();
@@ -78,26 +76,7 @@ const { bind, execute, describe } = m;
 
 /** A raw protocol session that logged in with a password (SCRAM, MD5 or cleartext, whatever is asked). */
 async function rawLogin(port: number, user = cluster.superuser, password = cluster.superuserPassword): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  c.send(m.startupMessage({ user, database: 'postgres' }));
-  let scram: ScramClientSession | undefined;
-  for (;;) {
-    const msg = await c.next();
-    const t = typeOf(msg);
-    if (t === 'R') {
-      const { code, data } = m.readAuthentication(msg);
-      if (code === 0) continue;
-      if (code === 3) c.send(m.passwordMessage(password));
-      else if (code === 5) c.send(m.passwordMessage(md5Response({ password }, user, data.subarray(0, 4))));
-      else if (code === 10) {
-        scram = new ScramClientSession({ password });
-        c.send(m.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
-      } else if (code === 11) c.send(m.saslResponse(scram!.handleServerFirst(data)));
-      else if (code === 12) scram!.verifyServerFinal(data);
-      else throw new Error(`unsupported authentication request ${code}`);
-    } else if (t === 'E') throw new Error(`login failed: ${m.readErrorFields(msg).get('M')}`);
-    else if (t === 'Z') return c;
-  }
+  return passwordLogin(await RawClient.connect(port), user, password);
 }
 
 function rawEnd(c: RawClient): void {
@@ -119,34 +98,11 @@ async function roundtrip(c: RawClient, ...msgs: Buffer[]): Promise<Reply> {
   const errors: string[] = [];
   for (;;) {
     const msg = await c.next();
-    const t = typeOf(msg);
-    switch (t) {
-      case 'N':
-      case 'S':
-      case 'A':
-        continue;
-      case 'E': {
-        const f = m.readErrorFields(msg);
-        seq.push(`E:${f.get('C')}`);
-        errors.push(f.get('M') ?? '');
-        break;
-      }
-      case 'D':
-        seq.push(`D:${m.readDataRow(msg).join(',')}`);
-        break;
-      case 'C':
-        seq.push(`C:${msg.toString('utf8', 5, msg.length - 1)}`);
-        break;
-      case 't':
-      case 'T':
-        seq.push(`${t}:${msg.subarray(5).toString('hex')}`);
-        break;
-      case 'Z':
-        seq.push(`Z:${String.fromCharCode(msg[5]!)}`);
-        return { seq, errors };
-      default:
-        seq.push(t);
-    }
+    const label = replyLabel(msg);
+    if (label === undefined) continue;
+    seq.push(label);
+    if (label.startsWith('E:')) errors.push(m.readErrorFields(msg).get('M') ?? '');
+    if (label.startsWith('Z:')) return { seq, errors };
   }
 }
 
