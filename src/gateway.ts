@@ -7,11 +7,13 @@ import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { CredentialStore } from './auth/credentials.js';
 import { LoginThrottle } from './auth/throttle.js';
-import { ServerConnection, type ServerCredentials, type ServerEndpoint } from './backend/server-connection.js';
+import { ServerConnection, type ServerCredentials } from './backend/server-connection.js';
 import { NotifyHubs } from './session/notify-hub.js';
 import { StatementRegistry } from './session/state.js';
 import { loadParser } from './session/analyze.js';
-import { PoolManager } from './pool/pool.js';
+import type { PoolManager } from './pool/pool.js';
+import { Topology } from './balancer/topology.js';
+import { Router } from './router/router.js';
 import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
 import { EventBus } from './observability/events.js';
@@ -27,7 +29,10 @@ export interface GatewayOptions {
 export class Gateway {
   readonly events: EventBus;
   readonly log: Logger;
+  /** The primary's pools (session pooling, the listening connections). */
   readonly pools: PoolManager;
+  readonly topology: Topology;
+  readonly router: Router;
   readonly hubs: NotifyHubs;
   /** pin_started events counted by reason since start. */
   readonly pinsByReason = new Map<string, number>();
@@ -44,16 +49,15 @@ export class Gateway {
   ) {
     this.log = opts.logger ?? pino({ level: config.log.level, base: { service: 'switchyard' } });
     this.events = new EventBus(this.log);
-    const primary: ServerEndpoint = config.primary;
     this.credentials = new CredentialStore(config.auth, config.auth.query ? (user) => this.authQuery(user) : undefined);
-    this.pools = new PoolManager({
-      endpoint: primary,
-      pool: config.pool,
-      tls: config.server_tls,
+    this.topology = new Topology({
+      config,
       maxMessageBytes: Math.max(config.listen.max_message_bytes, 1 << 30),
       credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
       onEvent: (e) => this.events.emit(e),
     });
+    this.pools = this.topology.primary.pools;
+    this.router = new Router({ safeFunctions: config.routing.replica_safe_functions, cacheSize: config.routing.cache_size });
     // Pins by reason, for the status API (and the metrics to come).
     this.events.on((e) => {
       if (e.type === 'pin_started') this.pinsByReason.set(e.reason, (this.pinsByReason.get(e.reason) ?? 0) + 1);
@@ -75,6 +79,8 @@ export class Gateway {
       sessions: this.sessions,
       hubs: this.hubs,
       registry: new StatementRegistry(),
+      topology: this.topology,
+      router: this.router,
     };
   }
 
@@ -83,6 +89,7 @@ export class Gateway {
     await loadParser(); // the SQL parser (WASM) is needed by the first client's first statement
     const gw = new Gateway(config, opts);
     await gw.listen();
+    gw.topology.start();
     if (config.admin.port !== 0) gw.admin = await startAdmin(gw, config.admin);
     gw.log.info({ port: gw.port, admin: gw.adminUrl }, 'switchyard listening');
     return gw;
@@ -161,10 +168,12 @@ export class Gateway {
         tls: s.tls,
         pool_mode: s.mode,
         server: (s.relay ? s.relay.server : s.server)?.id ?? null,
+        node: s.relay ? (s.relay.server ? s.relay.nodeName : null) : s.server ? this.topology.primary.name : null,
         pins: s.relay?.state.pins ?? [],
         connected_at: new Date(s.connectedAt).toISOString(),
       })),
-      pools: this.pools.stats(),
+      pools: this.topology.nodes.flatMap((n) => n.pools.stats()),
+      nodes: this.topology.nodes.map((n) => ({ name: n.name, role: n.role, healthy: n.healthy, lsn: n.lsn, error: n.lastError ?? null })),
       events: Object.fromEntries(this.events.counts),
       pins_started_by_reason: Object.fromEntries(this.pinsByReason),
     };
@@ -189,7 +198,7 @@ export class Gateway {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const s of this.sessions) s.close();
-    this.pools.close();
+    this.topology.close();
     this.hubs.close();
     await this.admin?.close();
     await closed;

@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 // The switchyard command: start a gateway, check a config file, or run the local sandbox.
 
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, formatProblems, defaultConfig } from '../config/load.js';
 import { Gateway, VERSION } from '../gateway.js';
+import { Router, loadParser, splitStatements } from '../router/router.js';
 
 const USAGE = `switchyard ${VERSION} — a PostgreSQL gateway
 
 Usage:
   switchyard start -c FILE          run one gateway with the config in FILE (or $SWITCHYARD_CONFIG)
   switchyard check-config -c FILE   validate FILE; prints every problem with its path, exits 1 on any
+  switchyard route [-c FILE] [--file F] ["SQL" ...]
+                                    print where each statement would be routed, one JSON object a line
+      -c FILE           take routing.replica_safe_functions from the config in FILE
+      --file F          route each statement of F (- for stdin) besides the SQL arguments
   switchyard sandbox [options]      local primary + replicas + gateway, for trying switchyard out
       --port N          client port (default 6432)
       --admin-port N    admin HTTP port (default 9432)
@@ -64,6 +70,41 @@ function checkConfig(args: string[]): void {
   if (!r.ok) fail(formatProblems(r.problems, file), 1);
   if (r.warnings.length) process.stdout.write(formatProblems(r.warnings, file).replace(/^/gm, 'warning: ') + '\n');
   process.stdout.write(`${file}: ok\n`);
+}
+
+/** Runs the router over SQL arguments and a file's statements: one JSON line each, as the gateway would route it. */
+async function route(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, file: { type: 'string' } },
+  });
+  let safeFunctions: string[] = [];
+  if (values.config !== undefined) {
+    const r = loadConfigFile(values.config);
+    if (!r.ok) fail(formatProblems(r.problems, values.config), 1);
+    safeFunctions = r.config.routing.replica_safe_functions;
+  }
+  if (positionals.length === 0 && values.file === undefined) fail('switchyard route: give SQL arguments or --file F\n\n' + USAGE);
+  await loadParser();
+  const statements = [...positionals];
+  if (values.file !== undefined) {
+    const text = values.file === '-' ? await readStdin() : await readFile(values.file, 'utf8');
+    statements.push(...splitStatements(text));
+  }
+  const router = new Router({ safeFunctions });
+  let out = '';
+  for (const statement of statements) {
+    const d = router.route(statement);
+    out += JSON.stringify({ statement, target: d.target, reason: d.reason, ...(d.txn ? { txn: d.txn } : {}), ...(d.hint ? { hint: d.hint } : {}) }) + '\n';
+  }
+  process.stdout.write(out);
+}
+
+async function readStdin(): Promise<string> {
+  let text = '';
+  for await (const chunk of process.stdin.setEncoding('utf8')) text += chunk;
+  return text;
 }
 
 async function sandbox(args: string[]): Promise<void> {
@@ -134,6 +175,8 @@ async function main(argv: string[]): Promise<void> {
       return start(rest);
     case 'check-config':
       return checkConfig(rest);
+    case 'route':
+      return route(rest);
     case 'sandbox':
       return sandbox(rest);
     case '--version':

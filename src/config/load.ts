@@ -163,8 +163,26 @@ function toConfig(p: ParsedConfig, baseDir: string): Config {
       ...(p.server_tls.ca !== undefined && { ca: resolve(baseDir, p.server_tls.ca) }),
     },
     auth: p.auth,
+    routing: p.routing,
+    monitor: monitorLogin(p),
     log: p.log,
   };
+}
+
+/** The monitor login, filled in from auth.query or the first configured user with a password when not given. */
+function monitorLogin(p: ParsedConfig): Config['monitor'] {
+  const m = p.monitor;
+  if (m.user !== undefined) {
+    const password = m.password ?? p.auth.users.find((u) => u.name === m.user)?.password;
+    return { ...m, ...(password !== undefined && { password }) };
+  }
+  const q = p.auth.query;
+  if (q) {
+    const password = q.password ?? p.auth.users.find((u) => u.name === q.user)?.password;
+    return { ...m, user: q.user, ...(password !== undefined && { password }) };
+  }
+  const u = p.auth.users.find((x) => x.password !== undefined);
+  return u ? { ...m, user: u.name, password: u.password! } : m;
 }
 
 function warningsFor(c: Config): ConfigProblem[] {
@@ -173,6 +191,13 @@ function warningsFor(c: Config): ConfigProblem[] {
     w.push({
       path: 'pool.size',
       message: `pool.size (${c.pool.size}) is larger than pool.max_db_connections (${c.pool.max_db_connections}); a database never gets more than ${c.pool.max_db_connections} server connections`,
+    });
+  }
+  if (c.replicas.length > 0 && c.routing.read_write_split && c.monitor.user === undefined) {
+    w.push({
+      path: 'monitor.user',
+      message:
+        'no login for the background checks of the nodes (monitor.user, auth.query or a user with a password): replicas are never known to be caught up, so read-your-writes sends reads after a write to the primary, and dead replicas are found only when a lease fails',
     });
   }
   if (c.server_tls.mode === 'verify-full' && c.server_tls.ca === undefined) {

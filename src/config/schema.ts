@@ -120,6 +120,24 @@ const auth = z.strictObject({
   failed_login_max_delay_ms: ms().default(5000),
 });
 
+const routing = z.strictObject({
+  /** Send safe reads to the replicas; false sends everything to the primary. */
+  read_write_split: z.boolean().default(true),
+  consistency: z.enum(['read-your-writes', 'eventual']).default('read-your-writes'),
+  /** Functions (lower-case, optionally schema-qualified) the operator declares safe to run on a replica. */
+  replica_safe_functions: z.array(nonEmpty().transform((s) => s.toLowerCase())).default([]),
+  /** Routing decisions cached by normalised statement text. */
+  cache_size: int().min(1).max(1_000_000).default(10_000),
+});
+
+/** The gateway's own login for background checks of every node (WAL positions, health). */
+const monitor = z.strictObject({
+  user: nonEmpty().optional(),
+  password: nonEmpty().optional(),
+  database: nonEmpty().default('postgres'),
+  interval_ms: ms().min(10).default(100),
+});
+
 const log = z.strictObject({
   level: z.enum(LOG_LEVELS).default('info'),
 });
@@ -133,6 +151,8 @@ export const configSchema = z.strictObject({
   replicas: z.array(node).default([]),
   server_tls: serverTls.prefault({}),
   auth: auth.prefault({}),
+  routing: routing.prefault({}),
+  monitor: monitor.prefault({}),
   log: log.prefault({}),
 });
 

@@ -98,6 +98,26 @@ export interface AuthConfig {
   failed_login_max_delay_ms: number;
 }
 
+export interface RoutingConfig {
+  /** Send safe reads to the replicas (transaction pooling only); false sends everything to the primary. */
+  read_write_split: boolean;
+  /** read-your-writes: after a client's write commits, its reads use only replicas that have replayed it. */
+  consistency: 'read-your-writes' | 'eventual';
+  /** Functions (lower-case, optionally schema-qualified) declared safe to run on a replica. */
+  replica_safe_functions: string[];
+  /** Routing decisions kept, by statement text with literals normalised. */
+  cache_size: number;
+}
+
+export interface MonitorConfig {
+  /** Login for the gateway's background checks; defaults to auth.query's user, else the first auth.users entry with a password. */
+  user?: string;
+  password?: string;
+  database: string;
+  /** How often every node's WAL position (and health) is read. */
+  interval_ms: number;
+}
+
 export interface LogConfig {
   level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 }
@@ -110,5 +130,7 @@ export interface Config {
   replicas: NodeConfig[];
   server_tls: ServerTlsConfig;
   auth: AuthConfig;
+  routing: RoutingConfig;
+  monitor: MonitorConfig;
   log: LogConfig;
 }

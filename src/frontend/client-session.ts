@@ -20,6 +20,8 @@ import { PooledRelay, type RelayHost } from './pooled-relay.js';
 import type { NotifyHubs } from '../session/notify-hub.js';
 import type { StatementRegistry } from '../session/state.js';
 import type { PoolMode } from '../config/types.js';
+import type { Topology } from '../balancer/topology.js';
+import type { Router } from '../router/router.js';
 
 /** What a session needs from the gateway around it. */
 export interface FrontendContext {
@@ -35,6 +37,8 @@ export interface FrontendContext {
   sessions: Set<ClientSession>;
   hubs: NotifyHubs;
   registry: StatementRegistry;
+  topology: Topology;
+  router: Router;
 }
 
 /** The pool mode for a (database, user): the user's override, else the database's, else pool.mode. */
@@ -355,6 +359,15 @@ export class ClientSession implements ServerSink, RelayHost {
   }
   get events(): EventBus {
     return this.ctx.events;
+  }
+  get topology(): Topology {
+    return this.ctx.topology;
+  }
+  get router(): Router {
+    return this.ctx.router;
+  }
+  get readYourWrites(): boolean {
+    return this.ctx.config.routing.consistency === 'read-your-writes';
   }
   get preparedCacheSize(): number {
     return this.ctx.config.pool.prepared_statements_cache_size;

@@ -17,9 +17,12 @@ import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE } from '../protocol/errors.js';
 import type { ServerConnection } from '../backend/server-connection.js';
 import type { ReusableReader } from '../backend/reusable-reader.js';
-import type { PoolHandle, PoolManager } from '../pool/pool.js';
+import type { PoolHandle } from '../pool/pool.js';
 import type { EventBus } from '../observability/events.js';
 import { analyze, type SessionEffects, type PinReason } from '../session/analyze.js';
+import type { Decision, Router } from '../router/router.js';
+import type { DbNode, Topology } from '../balancer/topology.js';
+import { performance } from 'node:perf_hooks';
 import type { NotifyHubs } from '../session/notify-hub.js';
 import {
   ClientState,
@@ -70,6 +73,8 @@ interface Expected {
 const PLAIN: Record<number, Expected> = {};
 for (const t of [T_QUERY, T_PARSE, T_BIND, T_DESCRIBE, T_EXECUTE, T_CLOSE, T_SYNC, T_FUNCTION_CALL]) PLAIN[t] = Object.freeze({ t });
 const INJECTED_QUERY: Expected = Object.freeze({ t: T_QUERY, swallow: 'all' });
+/** A Sync the gateway adds to end an implicit transaction (and have the server answer everything before it). */
+const INJECTED_SYNC: Expected = Object.freeze({ t: T_SYNC, swallow: 'all' });
 
 /** What the transaction in progress did that the gateway must reconcile when it ends. */
 class TxnEffects {
@@ -116,11 +121,14 @@ export interface RelayHost {
   readonly socket: net.Socket;
   readonly reader?: ReusableReader | undefined;
   readonly signal: AbortSignal;
-  pools: PoolManager;
   hubs: NotifyHubs;
   registry: StatementRegistry;
   events: EventBus;
   preparedCacheSize: number;
+  topology: Topology;
+  router: Router;
+  /** routing.consistency is read-your-writes. */
+  readYourWrites: boolean;
   /** The client is (true) or is no longer (false) idle inside a transaction: pool.idle_transaction_timeout_ms runs. */
   idleInTransaction(idle: boolean): void;
   /** Send an error (once), log it once, and close the client. */
@@ -156,16 +164,61 @@ export class PooledRelay {
   private readonly toClient: Buffer[] = [];
   private closed = false;
 
-  private readonly poolHandle: PoolHandle;
+  // Routing (transaction pooling with read/write splitting).
+  /** The node the held connection (or the one being leased) belongs to. */
+  private node: DbNode | undefined;
+  private readonly handles = new Map<DbNode, PoolHandle>();
+  /** SET switchyard.route: the gateway's own setting, never sent to a server. */
+  private routeSetting: 'auto' | 'primary' | 'replica' = 'auto';
+  /** A BEGIN the gateway answered itself: the transaction starts where its first statement goes. */
+  private heldBegin: { sql: string; readOnly: boolean } | undefined;
+  /** Statements that built the open transaction on a replica (BEGIN, SAVEPOINT, SET LOCAL, ...), to rebuild it on the primary. */
+  private txLog: string[] = [];
+  /** Why the open transaction on a replica cannot be moved exactly (an open cursor or portal, ...). */
+  private txInexact: string | undefined;
+  private txReadOnly = false;
+  /** The replay of a transaction being moved to the primary, sent before anything else there. */
+  private replay: string[] | undefined;
+  /** A statement that needs the primary ran in this lease: reads after it wait for replicas to replay it. */
+  private wrote = false;
+  /** When the client's last write committed (performance.now()), and the primary's WAL position covering it. */
+  private writeAt: number | undefined;
+  private writeLsn: number | undefined;
+  /** Waiting for the replica to answer everything sent before moving to the primary. */
+  private moving: string | undefined;
+  /** Give the connection back at the next boundary even though client messages wait: they go elsewhere. */
+  private relocate = false;
+  /** An error came back while moving: the client's messages up to its Sync are dropped here (the server already left its error state). */
+  private dropToSync = false;
+  /** Replay texts of the statement bound to the unnamed portal, logged when its Execute succeeds. */
+  private portalReplay: readonly string[] | undefined;
+  /** Route of the client's unnamed statement. */
+  private unnamedRoute: Decision | undefined;
 
-  constructor(private readonly host: RelayHost) {
-    this.poolHandle = host.pools.handle(host.database, host.user);
+  constructor(private readonly host: RelayHost) {}
+
+  /** The node of the held connection. */
+  get nodeName(): string | undefined {
+    return this.node?.name;
+  }
+
+  private handleFor(node: DbNode): PoolHandle {
+    let h = this.handles.get(node);
+    if (!h) {
+      h = node.pools.handle(this.host.database, this.host.user);
+      this.handles.set(node, h);
+    }
+    return h;
   }
 
   // ------------------------------------------------------------ client → server
 
   /** One client message (a view that is valid during this call, unless copied). Returns false for Terminate. */
   fromClient(msg: Buffer): boolean {
+    if (this.phase === 'idle' && this.waiting.length === 0) {
+      if (msg[0] === T_TERMINATE) return false; // nothing in flight: no connection needed to say goodbye
+      if (msg[0] === T_QUERY && this.answerWithoutServer(msg)) return true;
+    }
     if (this.phase !== 'ready') {
       // Queued like anything else (Terminate too): what the client sent before it still runs, in order.
       this.waiting.push(Buffer.from(msg));
@@ -237,7 +290,7 @@ export class PooledRelay {
     // The server ignores everything after an error up to Sync: nothing to track, nothing to answer.
     if (this.skipping && t !== T_SYNC) {
       if (t !== T_COPY_DATA && t !== T_COPY_DONE && t !== T_COPY_FAIL) this.atBoundary = false;
-      this.out(msg);
+      if (!this.dropToSync) this.out(msg);
       return;
     }
     switch (t) {
@@ -246,8 +299,16 @@ export class PooledRelay {
       case T_PARSE:
         return this.onParse(msg);
       case T_BIND: {
-        this.atBoundary = false;
         const stmt = m.readBindStatement(msg);
+        const d = stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
+        if (d) {
+          if (this.routed(d, msg)) return;
+          if (this.node!.role === 'replica') {
+            if (msg[5] !== 0) this.txInexact ??= 'an open portal';
+            else if (d.replay.length > 0) this.portalReplay = d.replay;
+          }
+        }
+        this.atBoundary = false;
         if (this.bindEffects(stmt === '' ? this.unnamedFx : this.state.statements.get(stmt)?.fx, msg)) return;
         const name = this.serverNameFor(stmt);
         this.out(name === undefined ? msg : m.renameBind(msg, name));
@@ -263,17 +324,27 @@ export class PooledRelay {
       case T_CLOSE:
         this.atBoundary = false;
         return this.onClose(msg);
-      case T_EXECUTE:
+      case T_EXECUTE: {
         this.atBoundary = false;
         this.out(msg);
-        return this.expect(PLAIN[T_EXECUTE]!);
+        const replay = this.portalReplay;
+        if (replay === undefined || msg[5] !== 0 /* a named portal */) return this.expect(PLAIN[T_EXECUTE]!);
+        this.portalReplay = undefined;
+        return this.expect({ t: T_EXECUTE, ok: () => this.txLog.push(...replay) });
+      }
       case T_SYNC:
+        if (this.dropToSync) {
+          this.dropToSync = false;
+          this.skipping = true; // cleared just below: the server's answer to this Sync is the client's
+        }
         this.out(msg);
         if (this.copyIn) return; // ignored by the server until the copy ends
         this.atBoundary = true;
         this.skipping = false;
         return this.expect(PLAIN[T_SYNC]!);
       case T_FUNCTION_CALL:
+        // A fast-path call runs a function the gateway knows nothing about: the primary's business.
+        if (this.routed(FUNCTION_CALL, msg)) return;
         this.atBoundary = true;
         this.out(msg);
         return this.expect(PLAIN[T_FUNCTION_CALL]!);
@@ -372,12 +443,16 @@ export class PooledRelay {
     const boundaryBefore = this.head === this.expected.length && this.atBoundary;
     this.atBoundary = false;
     const p = m.readParse(msg);
+    const route = this.host.router.route(p.sql);
     const fx = analyze(p.sql);
     // Effects happen when the statement runs (noted at Bind). What must exist first is made to exist
     // now, when a simple query can still go ahead of the request; a name in the gateway's namespace is
     // refused when the statement runs.
     let sql = p.sql;
-    if (!fx.plain && fx.parseError === undefined) {
+    if (route.gateway || route.gatewayError) {
+      // Never sent to a server: the statement runs as an error explaining the one way it works.
+      sql = raiseSql('0A000', 'SET/SHOW switchyard.route is handled by switchyard itself and only in a simple-protocol query: send it as a query without parameters (psql and node-postgres do; with postgres.js use sql.unsafe(text).simple())');
+    } else if (!fx.plain && fx.parseError === undefined) {
       const refused = this.reservedName(fx);
       if (refused) sql = refused;
       else if (boundaryBefore && !this.skipping) this.ensureSqlPrepared(fx);
@@ -387,6 +462,7 @@ export class PooledRelay {
       const bytes = sql === p.sql ? Buffer.from(msg) : m.parse('', sql, []);
       this.unnamedParse = bytes;
       this.unnamedFx = effects;
+      this.unnamedRoute = route;
       const ss = this.ss!;
       ss.unnamedOwner = this;
       this.out(bytes);
@@ -412,7 +488,7 @@ export class PooledRelay {
     let serverName = sql === p.sql ? registry.nameFor(this.statementKey(p.sql), p.paramTypes) : registry.fresh();
     // Sent but not yet confirmed by another client's Parse, which may still fail: do not count on it.
     if (ss.prepared.get(serverName) === false) serverName = registry.fresh();
-    const st: ClientStatement = { serverName, parse: m.parse(serverName, sql, sql === p.sql ? p.paramTypes : []), fx: effects };
+    const st: ClientStatement = { serverName, parse: m.parse(serverName, sql, sql === p.sql ? p.paramTypes : []), fx: effects, route };
     cs.statements.set(p.name, st);
     const forget = () => {
       if (cs.statements.get(p.name) === st) cs.statements.delete(p.name);
@@ -482,15 +558,18 @@ export class PooledRelay {
   }
 
   private onQuery(msg: Buffer): void {
+    const sql = m.readQuery(msg);
+    const d = this.host.router.route(sql);
+    if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
+    if (this.routed(d, msg)) return;
     this.atBoundary = true;
     // A simple Query destroys the unnamed statement, as in PostgreSQL.
     this.unnamedParse = undefined;
     this.ss!.unnamedOwner = undefined;
-    const sql = m.readQuery(msg);
     const fx = analyze(sql);
     if (fx.plain || fx.parseError !== undefined) {
       this.out(msg);
-      return this.expect(PLAIN[T_QUERY]!);
+      return this.expect(this.queryEntry(d));
     }
     const refused = this.reservedName(fx);
     if (refused) {
@@ -521,7 +600,232 @@ export class PooledRelay {
     if (fx.listen.length > 0 && !this.listening.has(msg)) return this.listenFirst(msg, fx.listen);
     this.ensureSqlPrepared(fx);
     this.out(msg);
-    this.expect(PLAIN[T_QUERY]!);
+    this.expect(this.queryEntry(d));
+  }
+
+  /** The entry for a client Query: on a replica, statements that shape the transaction are logged when they succeed. */
+  private queryEntry(d: Decision): Expected {
+    if (d.replay.length === 0 || this.node!.role !== 'replica') return PLAIN[T_QUERY]!;
+    return {
+      t: T_QUERY,
+      ok: () => {
+        this.txLog.push(...d.replay);
+        if (d.readOnly) this.txReadOnly = true;
+      },
+      // Which of several statements took effect before the error is not known: the transaction can no longer move.
+      undo: () => {
+        if (d.txn === undefined) this.txInexact ??= 'a statement list that failed part way';
+      },
+    };
+  }
+
+  // ------------------------------------------------------------ routing
+
+  /** Where a statement goes: EXECUTE of a SQL-prepared statement goes where the statement it runs goes. */
+  private routeOf(d: Decision): Decision['target'] {
+    let t = d.target;
+    if (d.execute === undefined || t === 'primary' || d.hint) return t;
+    for (const name of d.execute) {
+      const text = this.state.sqlPrepared.get(name);
+      const inner = text === undefined ? 'primary' : this.host.router.classifyPrepared(text).target;
+      if (inner === 'primary') return 'primary';
+      if (inner === 'replica') t = 'replica';
+    }
+    return t;
+  }
+
+  /**
+   * One statement on the held connection: on the primary, note a write (for read-your-writes); on a
+   * replica, move the transaction to the primary when the statement needs it. True when the message was taken.
+   */
+  private routed(d: Decision, msg: Buffer): boolean {
+    const node = this.node!;
+    if (node.role === 'primary') {
+      if (this.routeOf(d) === 'primary') this.wrote = true;
+      return false;
+    }
+    if (d.inexact !== undefined) this.txInexact ??= d.inexact;
+    if (!this.needsPrimary(d)) return false;
+    this.switchToPrimary(msg, d.reason);
+    return true;
+  }
+
+  private needsPrimary(d: Decision): boolean {
+    if (this.routeSetting === 'replica') return false;
+    if (this.routeSetting !== 'primary' && this.routeOf(d) !== 'primary') return false;
+    // Too late in a transaction already under way: the server says so where the transaction is.
+    if (d.txn === 'set_transaction') return false;
+    // A failed or read-only transaction: the statement fails where it is, as it would on the primary.
+    return this.lastStatus !== 0x45 /* E */ && !this.txReadOnly && this.state.settings.get('default_transaction_read_only') !== 'on';
+  }
+
+  /** The node for the transaction the client's next message starts. */
+  private chooseNode(): DbNode {
+    const topo = this.host.topology;
+    if (!topo.splitting || this.routeSetting === 'primary' || this.state.pins.length > 0) return topo.primary;
+    const target = this.heldBegin?.readOnly ? 'replica' : this.leadTarget();
+    if (target === 'primary' && this.routeSetting !== 'replica') return topo.primary;
+    // Serializable transactions cannot run on a standby; repeatable-read snapshots cannot move off one.
+    const iso = this.state.settings.get('default_transaction_isolation');
+    if (iso === 'serializable' || (iso === 'repeatable read' && this.heldBegin)) return topo.primary;
+    let min: number | undefined;
+    if (this.writeAt !== undefined && this.host.readYourWrites && this.routeSetting !== 'replica') {
+      this.writeLsn ??= topo.lsnAfter(this.writeAt);
+      if (this.writeLsn === undefined) return topo.primary; // no WAL position read since the write yet
+      if (topo.allReplayed(this.writeLsn)) this.writeAt = this.writeLsn = undefined;
+      else min = this.writeLsn;
+    }
+    return topo.pickReplica(min) ?? topo.primary;
+  }
+
+  /** The route of the first statement waiting to run. */
+  private leadTarget(): Decision['target'] {
+    const msg = this.waiting[0];
+    if (!msg) return 'any';
+    switch (msg[0]) {
+      case T_QUERY:
+        return this.routeOf(this.host.router.route(m.readQuery(msg)));
+      case T_PARSE:
+        return this.routeOf(this.host.router.route(m.readParse(msg).sql));
+      case T_BIND: {
+        const stmt = m.readBindStatement(msg);
+        const d = stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
+        return d ? this.routeOf(d) : 'any';
+      }
+      case T_FUNCTION_CALL:
+        return 'primary';
+      default:
+        return 'any';
+    }
+  }
+
+  /**
+   * Statements the gateway answers without a server connection (no transaction is open): its own
+   * setting, and BEGIN — held until the transaction's first statement says where it goes — with a
+   * COMMIT or ROLLBACK that ends a held BEGIN at once.
+   */
+  private answerWithoutServer(msg: Buffer): boolean {
+    const sql = m.readQuery(msg);
+    const topo = this.host.topology;
+    if (!topo.splitting && !/switchyard/i.test(sql)) return false;
+    const d = this.host.router.route(sql);
+    const socket = this.host.socket;
+    if (d.gateway || d.gatewayError) {
+      socket.write(this.gatewayAnswer(d));
+      return true;
+    }
+    if (!topo.splitting) return false;
+    if (this.heldBegin) {
+      if ((d.txn === 'commit' || d.txn === 'rollback') && !/\bchain\b/i.test(sql)) {
+        this.heldBegin = undefined;
+        this.lastStatus = 0x49; /* I */
+        socket.write(Buffer.concat([m.commandComplete(d.txn === 'commit' ? 'COMMIT' : 'ROLLBACK'), m.readyForQuery('I')]));
+        this.deliverQueued();
+        return true;
+      }
+      return false;
+    }
+    if (d.txn !== 'begin' || d.snapshot || this.state.pins.length > 0 || this.routeSetting === 'primary') return false;
+    this.heldBegin = { sql, readOnly: d.readOnly === true };
+    this.lastStatus = 0x54; /* T */
+    socket.write(Buffer.concat([m.commandComplete('BEGIN'), m.readyForQuery('T')]));
+    return true;
+  }
+
+  /** The gateway's answer to SET / RESET / SHOW switchyard.route (one statement, a simple Query). */
+  private gatewayAnswer(d: Decision): Buffer {
+    const status = String.fromCharCode(this.lastStatus) as m.TxStatus;
+    const z = m.readyForQuery(status);
+    if (this.lastStatus === 0x45 /* E */) {
+      return Buffer.concat([new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block').toMessage(), z]);
+    }
+    if (d.gatewayError !== undefined) return Buffer.concat([new PgError('22023', d.gatewayError).toMessage(), z]);
+    const g = d.gateway!;
+    if ('set' in g) {
+      this.routeSetting = g.set;
+      return Buffer.concat([m.commandComplete('SET'), z]);
+    }
+    return Buffer.concat([m.rowDescription(['switchyard.route']), m.dataRow([this.routeSetting]), m.commandComplete('SHOW'), z]);
+  }
+
+  /**
+   * The statement in msg needs the primary and the client's transaction is on a replica: wait for the
+   * replica to answer everything before it, then move (continueMove). msg runs again afterwards.
+   */
+  private switchToPrimary(msg: Buffer, reason: string): void {
+    const copy = Buffer.from(msg);
+    this.waiting.unshift(copy);
+    this.waitingBytes += copy.length;
+    this.phase = 'busy';
+    this.moving = reason;
+    // An implicit transaction of the extended protocol ends here (it only read): the server answers all before it.
+    if (!this.atBoundary) {
+      this.out(m.sync());
+      this.expect(INJECTED_SYNC);
+      this.atBoundary = true;
+    }
+    if (this.head === this.expected.length) queueMicrotask(() => this.continueMove());
+  }
+
+  private continueMove(): void {
+    const reason = this.moving;
+    const server = this.server;
+    if (reason === undefined || this.closed || !server) return;
+    this.moving = undefined;
+    // An error came back meanwhile: the client's messages up to its Sync are skipped, as the server would have.
+    if (this.skipping) {
+      this.dropToSync = true;
+      return this.resume();
+    }
+    // A failed transaction: the statement gets its 25P02 where the transaction is.
+    if (server.txStatus === 'E') return this.resume();
+    // No transaction open: give the connection back as usual; the waiting statement leases the primary.
+    if (server.txStatus === 'I') {
+      this.relocate = true;
+      this.phase = 'ready';
+      return this.settle();
+    }
+    const from = this.node!;
+    const inexact = this.txInexact ?? (this.txLog.length === 0 ? 'a start the gateway did not see' : undefined);
+    if (inexact !== undefined) return this.refuseSwitch(from, reason, inexact);
+    this.host.events.emit({ type: 'txn_switched', client: this.host.id, from: from.name, to: this.host.topology.primary.name, reason });
+    this.replay = this.txLog;
+    this.txLog = [];
+    // The replica's transaction is rolled back and its connection reset by the pool before anyone reuses it.
+    this.server = undefined;
+    this.ss?.clear();
+    this.ss = undefined;
+    from.pools.release(server, true, 'discard');
+    this.leaseFrom(this.host.topology.primary);
+  }
+
+  /** A transaction that cannot move exactly fails instead, with the reason and what to do. */
+  private refuseSwitch(from: DbNode, reason: string, inexact: string): void {
+    this.host.events.emit({ type: 'switch_refused', client: this.host.id, node: from.name, reason: inexact });
+    const sql = raiseSql(
+      '25000',
+      `switchyard cannot move this transaction from replica "${from.name}" to the primary (${reason}): it has ${inexact}, which cannot be recreated there. ` +
+        'Roll back, and start transactions that write with /* switchyard:primary */ BEGIN or after SET switchyard.route = primary',
+    );
+    const msg = this.waiting[0]!;
+    if (msg[0] === T_QUERY || msg[0] === T_FUNCTION_CALL) {
+      this.waiting.shift();
+      this.waitingBytes -= msg.length;
+      this.out(m.query(sql));
+      this.expect(PLAIN[T_QUERY]!);
+    } else {
+      // The extended protocol: a failing statement ahead of the client's, whose messages the server then skips up to Sync.
+      this.ss!.unnamedOwner = undefined;
+      this.out(m.parse('', sql));
+      this.expect({ t: T_PARSE, swallow: 'ok' });
+      this.out(m.bind(''));
+      this.expect({ t: T_BIND, swallow: 'ok' });
+      this.out(m.execute());
+      this.expect(PLAIN[T_EXECUTE]!);
+      this.atBoundary = false;
+      this.skipping = true; // what the client sent up to Sync is skipped by the server after the error
+    }
+    this.resume();
   }
 
   /** SQL naming a statement in the gateway's own namespace: the server raises the error PostgreSQL would (SQL instead of the client's). */
@@ -693,16 +997,23 @@ export class PooledRelay {
     if (t === 0x5a /* Z */) this.lastStatus = buf[off + 5]!;
     if (!e) return PASS; // asynchronous: NoticeResponse, ParameterStatus, a FATAL error before closing
     if (e.swallow === 'all') {
-      if (t === 0x5a /* Z */) this.pop();
+      if (t === 0x5a /* Z */) {
+        this.pop();
+        if (buf[off + 5] === 0x49 /* I */) this.endTransaction();
+      } else if (t === 0x45 /* E */) e.undo?.();
       return DROP;
     }
     // Query and FunctionCall run until their ReadyForQuery; an error while processing Sync (a deferred
     // constraint at commit) does not start skipping either: Sync is answered by E and then Z.
     const simple = e.t === T_QUERY || e.t === T_FUNCTION_CALL || e.t === T_SYNC;
     switch (t) {
-      case 0x5a: // Z ReadyForQuery
+      case 0x5a: {
+        // Z ReadyForQuery
         this.pop();
+        if (e.ok || e.undo) (buf[off + 5] === 0x45 /* E */ ? e.undo : e.ok)?.();
+        if (buf[off + 5] === 0x49 /* I */) this.endTransaction();
         return KEEP;
+      }
       case 0x47: // G CopyInResponse
         // The server ignores Sync (and Flush) until CopyDone/CopyFail: those queued behind this Execute get no answer.
         if (!simple) this.enterCopyIn();
@@ -716,6 +1027,7 @@ export class PooledRelay {
       case 0x49: // I EmptyQueryResponse
       case 0x73: // s PortalSuspended
         if (simple) return PASS;
+        if (t === 0x73 && this.node?.role === 'replica') this.txInexact ??= 'a suspended portal';
         this.pop();
         e.ok?.();
         return e.swallow === 'ok' ? DROP : KEEP;
@@ -729,6 +1041,13 @@ export class PooledRelay {
       default:
         return PASS;
     }
+  }
+
+  /** The client's transaction ended: nothing of it is left to move. */
+  private endTransaction(): void {
+    if (this.txLog.length > 0) this.txLog = [];
+    this.txInexact = undefined;
+    this.txReadOnly = false;
   }
 
   private pop(): void {
@@ -779,16 +1098,28 @@ export class PooledRelay {
   // ------------------------------------------------------------ leasing and releasing
 
   private lease(): void {
+    this.relocate = false;
+    this.leaseFrom(this.chooseNode());
+  }
+
+  private leaseFrom(node: DbNode): void {
     this.phase = 'leasing';
-    this.host.pools.lease(this.poolHandle, this, (err, server) => {
-      if (err) return this.host.fatal(toPgError(err));
-      this.leased(server!);
+    this.node = node;
+    node.pools.lease(this.handleFor(node), this, (err, server) => {
+      if (!err) return this.leased(server!);
+      if (this.closed) return;
+      // A replica that cannot serve: the transaction runs on the primary instead (nothing ran yet).
+      if (node.role === 'replica' && this.replay === undefined) {
+        if (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS) this.host.topology.markDown(node, err.message);
+        return this.leaseFrom(this.host.topology.primary);
+      }
+      this.host.fatal(toPgError(err));
     });
   }
 
   private leased(server: ServerConnection): void {
     if (this.closed) {
-      this.host.pools.release(server, true, 'keep');
+      this.node!.pools.release(server, true, 'keep');
       return;
     }
     this.server = server;
@@ -824,6 +1155,8 @@ export class PooledRelay {
   private resume(): void {
     if (this.closed || !this.server) return;
     this.phase = 'ready';
+    if (this.heldBegin) this.sendHeldBegin();
+    if (this.replay) this.sendReplay();
     while (this.waiting.length > 0 && this.phase === 'ready') {
       const msg = this.waiting.shift()!;
       this.waitingBytes -= msg.length;
@@ -840,8 +1173,41 @@ export class PooledRelay {
     }
   }
 
+  /** The transaction the gateway answered BEGIN for starts on the server, ahead of its first statement. */
+  private sendHeldBegin(): void {
+    const { sql, readOnly } = this.heldBegin!;
+    this.heldBegin = undefined;
+    this.out(m.query(sql));
+    this.expect({ t: T_QUERY, swallow: 'all', undo: () => this.lostTransaction('BEGIN failed on the server') });
+    if (this.node!.role === 'replica') {
+      this.txLog = [sql];
+      this.txReadOnly = readOnly;
+    }
+  }
+
+  /** The transaction moved from a replica is rebuilt on the primary before the statement that needed it. */
+  private sendReplay(): void {
+    const sql = this.replay!.join(';\n');
+    this.replay = undefined;
+    this.out(m.query(sql));
+    this.expect({ t: T_QUERY, swallow: 'all', undo: () => this.lostTransaction('rebuilding the transaction on the primary failed') });
+  }
+
+  /** The gateway's own start of the client's transaction failed: what the client runs next would not be inside it. */
+  private lostTransaction(why: string): void {
+    this.host.fatal(
+      new PgError(SQLSTATE.CONNECTION_FAILURE, `terminating connection: ${why}; the transaction was not committed`, {
+        hint: 'reconnect and retry the transaction',
+      }),
+    );
+  }
+
   /** The one decision: is the server connection free? If so, reconcile state and give it back. */
   private settle(): void {
+    if (this.moving !== undefined) {
+      if (this.head === this.expected.length) this.continueMove();
+      return;
+    }
     const server = this.server;
     if (this.phase !== 'ready' || !server || this.head < this.expected.length || !this.atBoundary) return;
     if (server.txStatus !== 'I') {
@@ -854,7 +1220,7 @@ export class PooledRelay {
       this.phase = 'busy';
       void this.reconcile().then(
         () => {
-          if (this.state.pins.length > 0 || this.waiting.length > 0) this.resume();
+          if (this.state.pins.length > 0 || (this.waiting.length > 0 && !this.relocate)) this.resume();
           else this.release();
         },
         (e: unknown) => this.host.fatal(toPgError(e)),
@@ -870,8 +1236,15 @@ export class PooledRelay {
     this.server = undefined;
     this.ss = undefined;
     this.phase = 'idle';
-    this.host.pools.release(server, true, 'keep');
+    if (this.wrote) {
+      // Committed now: a WAL position read from here on covers it (read-your-writes).
+      this.wrote = false;
+      this.writeAt = performance.now();
+      this.writeLsn = undefined;
+    }
+    this.node!.pools.release(server, true, 'keep');
     this.deliverQueued();
+    if (this.waiting.length > 0) this.lease(); // moved off a replica: the next statement goes elsewhere
   }
 
   /** After a transaction that may have changed session state: read what the server really has and record it. */
@@ -984,7 +1357,7 @@ export class PooledRelay {
 
   deliverNotification(msg: Buffer): void {
     if (this.closed) return;
-    if (this.phase === 'idle' || this.clientIdle()) this.host.socket.write(msg);
+    if ((this.phase === 'idle' && !this.heldBegin) || this.clientIdle()) this.host.socket.write(msg);
     else this.notifications.push(msg);
   }
 
@@ -1016,9 +1389,11 @@ export class PooledRelay {
       this.state.startup.set(k, v);
       this.state.settings.set(k, v);
     }
-    const server = await this.host.pools.acquire(this.host.database, this.host.user, this.host.signal);
+    const primary = this.host.topology.primary;
+    this.node = primary;
+    const server = await primary.pools.acquire(this.host.database, this.host.user, this.host.signal);
     if (this.closed) {
-      this.host.pools.release(server, true, 'keep');
+      primary.pools.release(server, true, 'keep');
       return new Map();
     }
     this.server = server;
@@ -1034,7 +1409,7 @@ export class PooledRelay {
         this.ss?.clear();
         this.ss = undefined;
         this.phase = 'idle';
-        this.host.pools.release(server, true, 'discard');
+        primary.pools.release(server, true, 'discard');
       }
       throw new PgError(err.code, err.message, { severity: 'FATAL', detail: err.detail, hint: err.hint });
     }
@@ -1053,7 +1428,7 @@ export class PooledRelay {
   finish(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.phase === 'leasing') this.host.pools.abandon(this);
+    if (this.phase === 'leasing') this.node?.pools.abandon(this);
     const cs = this.state;
     for (const reason of cs.pins) this.host.events.emit({ type: 'pin_ended', client: this.host.id, server: this.server?.id ?? 0, reason });
     if (cs.channels.size > 0) this.host.hubs.hub(this.host.database, this.host.user).unlistenAll(this, cs.channels);
@@ -1066,12 +1441,12 @@ export class PooledRelay {
     // 'busy' means the gateway's own queries are in flight (settings, probe): what they would have
     // recorded is unknown, so the connection is reset rather than trusted.
     if (clean && this.phase !== 'busy' && server.txStatus === 'I' && cs.pins.length === 0 && !this.tx.probe) {
-      this.host.pools.release(server, true, 'keep');
+      this.node!.pools.release(server, true, 'keep');
       return;
     }
     // Rolled back and DISCARD ALL by the pool: nothing of this client survives on the connection.
     this.ss?.clear();
-    this.host.pools.release(server, clean, 'discard');
+    this.node!.pools.release(server, clean, 'discard');
   }
 }
 
@@ -1083,6 +1458,9 @@ const COMMIT_SENTINEL = 'switchyard.commit';
 
 /** Bytes kept for a client that has no server connection yet, before its socket is paused. */
 const MAX_WAITING_BYTES = 256 * 1024;
+
+/** A fast-path FunctionCall: an unknown function, so the primary's. */
+const FUNCTION_CALL: Decision = Object.freeze({ target: 'primary', reason: 'fast-path function call', replay: Object.freeze([]) });
 
 const PASS = 0;
 const KEEP = 1;

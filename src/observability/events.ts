@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { PoolEvent } from '../pool/pool.js';
+import type { NodeEvent } from '../balancer/topology.js';
 import type { NotifyHubEvent } from '../session/notify-hub.js';
 
 export type GatewayEvent =
@@ -15,10 +16,13 @@ export type GatewayEvent =
   | { type: 'config_reloaded'; changed: string[] }
   | { type: 'pin_started'; client: number; server: number; reason: string }
   | { type: 'pin_ended'; client: number; server: number; reason: string }
+  | { type: 'txn_switched'; client: number; from: string; to: string; reason: string }
+  | { type: 'switch_refused'; client: number; node: string; reason: string }
+  | NodeEvent
   | NotifyHubEvent
   | PoolEvent;
 
-const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost']);
+const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused']);
 const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
 
 export class EventBus {

@@ -5,6 +5,8 @@ import { PgError, SQLSTATE } from '../protocol/errors.js';
 import type { PoolConfig, ServerTlsConfig } from '../config/types.js';
 
 export interface PoolManagerOptions {
+  /** The node's name, for stats and events. */
+  node?: string;
   endpoint: ServerEndpoint;
   pool: PoolConfig;
   tls: ServerTlsConfig;
@@ -15,11 +17,12 @@ export interface PoolManagerOptions {
 }
 
 export type PoolEvent =
-  | { type: 'server_opened'; id: number; database: string; user: string }
-  | { type: 'server_closed'; id: number; database: string; user: string; reason: string }
-  | { type: 'pool_exhausted'; database: string; user: string; waited_ms: number };
+  | { type: 'server_opened'; node: string; id: number; database: string; user: string }
+  | { type: 'server_closed'; node: string; id: number; database: string; user: string; reason: string }
+  | { type: 'pool_exhausted'; node: string; database: string; user: string; waited_ms: number };
 
 export interface PoolStats {
+  node: string;
   database: string;
   user: string;
   idle: number;
@@ -67,6 +70,10 @@ export class PoolManager {
   constructor(private readonly opts: PoolManagerOptions) {
     this.reaper = setInterval(() => this.reap(), 1000);
     this.reaper.unref();
+  }
+
+  get node(): string {
+    return this.opts.node ?? 'primary';
   }
 
   /** The pool for (database, user), created on first use. */
@@ -162,7 +169,7 @@ export class PoolManager {
   private expire(w: Waiter): void {
     const cfg = this.opts.pool;
     const { database, user } = w.pool;
-    this.opts.onEvent?.({ type: 'pool_exhausted', database, user, waited_ms: Date.now() - w.since });
+    this.opts.onEvent?.({ type: 'pool_exhausted', node: this.node, database, user, waited_ms: Date.now() - w.since });
     w.done(
       new PgError(
         SQLSTATE.TOO_MANY_CONNECTIONS,
@@ -225,12 +232,12 @@ export class PoolManager {
     pool.opening--;
     pool.busy.add(conn);
     this.owner.set(conn, pool);
-    this.opts.onEvent?.({ type: 'server_opened', id: conn.id, database: pool.database, user: pool.user });
+    this.opts.onEvent?.({ type: 'server_opened', node: this.node, id: conn.id, database: pool.database, user: pool.user });
     conn.onClose((err) => {
       pool.busy.delete(conn);
       const i = pool.idle.indexOf(conn);
       if (i >= 0) pool.idle.splice(i, 1);
-      this.opts.onEvent?.({ type: 'server_closed', id: conn.id, database: pool.database, user: pool.user, reason: err?.message ?? 'closed' });
+      this.opts.onEvent?.({ type: 'server_closed', node: this.node, id: conn.id, database: pool.database, user: pool.user, reason: err?.message ?? 'closed' });
       // Deferred: a close can happen inside take() (an idle victim at the database cap), and serving
       // waiters from there would hand out the slot take() is about to use.
       queueMicrotask(() => this.pump());
@@ -354,6 +361,7 @@ export class PoolManager {
     return [...this.pools.values()].map((p) => {
       const ws = this.waiters.filter((w) => w.pool === p);
       return {
+        node: this.node,
         database: p.database,
         user: p.user,
         idle: p.idle.length,

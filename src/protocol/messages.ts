@@ -199,6 +199,26 @@ export function commandComplete(tag: string): Buffer {
   return frame('C', cstr(tag));
 }
 
+/** RowDescription of text columns (type 25), as the gateway's own answers use. */
+export function rowDescription(names: readonly string[]): Buffer {
+  const parts: Buffer[] = [int16(names.length)];
+  for (const n of names) parts.push(cstr(n), int32(0), int16(0), int32(25), int16(-1), int32(-1), int16(0));
+  return frame('T', Buffer.concat(parts));
+}
+
+/** DataRow of text values. */
+export function dataRow(values: readonly (string | null)[]): Buffer {
+  const parts: Buffer[] = [int16(values.length)];
+  for (const v of values) {
+    if (v === null) parts.push(int32(-1));
+    else {
+      const b = Buffer.from(v, 'utf8');
+      parts.push(int32(b.length), b);
+    }
+  }
+  return frame('D', Buffer.concat(parts));
+}
+
 /** Copy of a message whose body starts with one NUL-terminated name, with that name replaced (Bind's statement comes second: see renameBind). */
 function replaceCString(msg: Buffer, at: number, end: number, name: string): Buffer {
   const nb = Buffer.from(name, 'utf8');

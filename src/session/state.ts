@@ -1,5 +1,6 @@
 // Session state that must follow a client across server connections in transaction pooling, and what each server connection holds of it.
 
+import type { Decision } from '../router/router.js';
 import type { ServerConnection } from '../backend/server-connection.js';
 import type { PinReason, SessionEffects } from './analyze.js';
 
@@ -43,6 +44,8 @@ export interface ClientStatement {
   parse: Buffer;
   /** What running it does to session state; undefined for the (usual) statement that does nothing to it. */
   fx?: SessionEffects;
+  /** Where it runs, decided once at Parse (transaction pooling with read/write splitting). */
+  route?: Decision;
 }
 
 /** What one client has set up for itself, independent of the server connection it happens to use. */

@@ -86,6 +86,8 @@ test('minimal file gets every default', () => {
       failed_login_window_ms: 60000,
       failed_login_max_delay_ms: 5000,
     },
+    routing: { read_write_split: true, consistency: 'read-your-writes', replica_safe_functions: [], cache_size: 10_000 },
+    monitor: { database: 'postgres', interval_ms: 100 },
     log: { level: 'info' },
   } satisfies Config);
 });
@@ -448,4 +450,32 @@ test('redactConfig hides every secret', () => {
   assert.equal(r.auth.query!.password, '[redacted]');
   assert.equal(r.auth.query!.user, 'lookup');
   assert.equal(r.pool.size, c.pool.size);
+});
+
+test('monitor login: given, from auth.query, from the first user with a password, or a warning', () => {
+  const base = 'primary: {host: db1}\nreplicas: [{host: db2}]\n';
+  const given = ok(parse(base + 'monitor: {user: mon, password: secret1}\nauth: {users: [{name: app, password: pw}]}\n'));
+  assert.equal(given.config.monitor.user, 'mon');
+  assert.equal(given.config.monitor.password, 'secret1');
+  const fromQuery = ok(parse(base + 'auth: {users: [{name: app, password: pw}, {name: q, password: qpw}], query: {user: q}}\n'));
+  assert.deepEqual([fromQuery.config.monitor.user, fromQuery.config.monitor.password], ['q', 'qpw']);
+  const fromUser = ok(parse(base + 'auth: {users: [{name: v, scram_verifier: "SCRAM-SHA-256$4096:c2FsdA==$' + 'A'.repeat(43) + '=:' + 'A'.repeat(43) + '="}, {name: app, password: pw}]}\n'));
+  assert.deepEqual([fromUser.config.monitor.user, fromUser.config.monitor.password], ['app', 'pw']);
+  const none = ok(parse(base));
+  assert.equal(none.config.monitor.user, undefined);
+  assert.deepEqual(
+    none.warnings.map((w) => w.path),
+    ['monitor.user'],
+  );
+  // No replicas, or no split: nothing to check, no warning.
+  assert.deepEqual(ok(parse('primary: {host: db1}\n')).warnings, []);
+  assert.deepEqual(ok(parse(base + 'routing: {read_write_split: false}\n')).warnings, []);
+});
+
+test('routing: consistency is one of two modes; safe functions are lower-cased', () => {
+  const bad = parse('primary: {host: db1}\nrouting: {consistency: strong, replica_safe_functions: [My_Fn]}\n');
+  assert.equal(bad.ok, false);
+  if (!bad.ok) assert.ok(bad.problems.some((p) => p.path === 'routing.consistency'), JSON.stringify(bad.problems));
+  const good = ok(parse('primary: {host: db1}\nrouting: {replica_safe_functions: [My_Fn, app.Score]}\n'));
+  assert.deepEqual(good.config.routing.replica_safe_functions, ['my_fn', 'app.score']);
 });
