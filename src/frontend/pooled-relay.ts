@@ -171,7 +171,7 @@ export class PooledRelay {
   /** SET switchyard.route: the gateway's own setting, never sent to a server. */
   private routeSetting: 'auto' | 'primary' | 'replica' = 'auto';
   /** A BEGIN the gateway answered itself: the transaction starts where its first statement goes. */
-  private heldBegin: { sql: string; readOnly: boolean } | undefined;
+  private heldBegin: { sql: string; readOnly: boolean; hint?: 'primary' | 'replica' } | undefined;
   /** Statements that built the open transaction on a replica (BEGIN, SAVEPOINT, SET LOCAL, ...), to rebuild it on the primary. */
   private txLog: string[] = [];
   /** Why the open transaction on a replica cannot be moved exactly (an open cursor or portal, ...). */
@@ -190,8 +190,8 @@ export class PooledRelay {
   private relocate = false;
   /** An error came back while moving: the client's messages up to its Sync are dropped here (the server already left its error state). */
   private dropToSync = false;
-  /** Replay texts of the statement bound to the unnamed portal, logged when its Execute succeeds. */
-  private portalReplay: readonly string[] | undefined;
+  /** The statement bound to the unnamed portal, when it shapes the transaction: logged when its Execute succeeds. */
+  private portalReplay: Decision | undefined;
   /** Route of the client's unnamed statement. */
   private unnamedRoute: Decision | undefined;
 
@@ -305,7 +305,7 @@ export class PooledRelay {
           if (this.routed(d, msg)) return;
           if (this.node!.role === 'replica') {
             if (msg[5] !== 0) this.txInexact ??= 'an open portal';
-            else if (d.replay.length > 0) this.portalReplay = d.replay;
+            else if (d.replay.length > 0) this.portalReplay = d;
           }
         }
         this.atBoundary = false;
@@ -327,10 +327,10 @@ export class PooledRelay {
       case T_EXECUTE: {
         this.atBoundary = false;
         this.out(msg);
-        const replay = this.portalReplay;
-        if (replay === undefined || msg[5] !== 0 /* a named portal */) return this.expect(PLAIN[T_EXECUTE]!);
+        const d = this.portalReplay;
+        if (d === undefined || msg[5] !== 0 /* a named portal */) return this.expect(PLAIN[T_EXECUTE]!);
         this.portalReplay = undefined;
-        return this.expect({ t: T_EXECUTE, ok: () => this.txLog.push(...replay) });
+        return this.expect({ t: T_EXECUTE, ok: () => this.logged(d) });
       }
       case T_SYNC:
         if (this.dropToSync) {
@@ -608,15 +608,18 @@ export class PooledRelay {
     if (d.replay.length === 0 || this.node!.role !== 'replica') return PLAIN[T_QUERY]!;
     return {
       t: T_QUERY,
-      ok: () => {
-        this.txLog.push(...d.replay);
-        if (d.readOnly) this.txReadOnly = true;
-      },
+      ok: () => this.logged(d),
       // Which of several statements took effect before the error is not known: the transaction can no longer move.
       undo: () => {
         if (d.txn === undefined) this.txInexact ??= 'a statement list that failed part way';
       },
     };
+  }
+
+  /** A statement that shapes the transaction on a replica succeeded: it is replayed if the transaction moves. */
+  private logged(d: Decision): void {
+    this.txLog.push(...d.replay);
+    if (d.readOnly) this.txReadOnly = true;
   }
 
   // ------------------------------------------------------------ routing
@@ -663,13 +666,17 @@ export class PooledRelay {
   private chooseNode(): DbNode {
     const topo = this.host.topology;
     if (!topo.splitting || this.routeSetting === 'primary' || this.state.pins.length > 0) return topo.primary;
-    const target = this.heldBegin?.readOnly ? 'replica' : this.leadTarget();
-    if (target === 'primary' && this.routeSetting !== 'replica') return topo.primary;
+    const held = this.heldBegin;
+    const lead = held ? undefined : this.leadDecision();
+    // Told to use a replica (a hint, or SET switchyard.route): read-your-writes does not hold it back.
+    const toldReplica = this.routeSetting === 'replica' || held?.hint === 'replica' || lead?.hint === 'replica';
+    const target = held?.readOnly ? 'replica' : lead ? this.routeOf(lead) : 'any';
+    if (target === 'primary' && !toldReplica) return topo.primary;
     // Serializable transactions cannot run on a standby; repeatable-read snapshots cannot move off one.
     const iso = this.state.settings.get('default_transaction_isolation');
     if (iso === 'serializable' || (iso === 'repeatable read' && this.heldBegin)) return topo.primary;
     let min: number | undefined;
-    if (this.writeAt !== undefined && this.host.readYourWrites && this.routeSetting !== 'replica') {
+    if (this.writeAt !== undefined && this.host.readYourWrites && !toldReplica) {
       this.writeLsn ??= topo.lsnAfter(this.writeAt);
       if (this.writeLsn === undefined) return topo.primary; // no WAL position read since the write yet
       if (topo.allReplayed(this.writeLsn)) this.writeAt = this.writeLsn = undefined;
@@ -678,24 +685,23 @@ export class PooledRelay {
     return topo.pickReplica(min) ?? topo.primary;
   }
 
-  /** The route of the first statement waiting to run. */
-  private leadTarget(): Decision['target'] {
+  /** The decision for the first statement waiting to run (undefined: a message that runs no statement). */
+  private leadDecision(): Decision | undefined {
     const msg = this.waiting[0];
-    if (!msg) return 'any';
+    if (!msg) return undefined;
     switch (msg[0]) {
       case T_QUERY:
-        return this.routeOf(this.host.router.route(m.readQuery(msg)));
+        return this.host.router.route(m.readQuery(msg));
       case T_PARSE:
-        return this.routeOf(this.host.router.route(m.readParse(msg).sql));
+        return this.host.router.route(m.readParse(msg).sql);
       case T_BIND: {
         const stmt = m.readBindStatement(msg);
-        const d = stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
-        return d ? this.routeOf(d) : 'any';
+        return stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
       }
       case T_FUNCTION_CALL:
-        return 'primary';
+        return FUNCTION_CALL;
       default:
-        return 'any';
+        return undefined;
     }
   }
 
@@ -725,8 +731,9 @@ export class PooledRelay {
       }
       return false;
     }
-    if (d.txn !== 'begin' || d.snapshot || this.state.pins.length > 0 || this.routeSetting === 'primary') return false;
-    this.heldBegin = { sql, readOnly: d.readOnly === true };
+    // A BEGIN hinted to the primary goes there at once; one hinted to a replica stays there, like READ ONLY.
+    if (d.txn !== 'begin' || d.snapshot || d.hint === 'primary' || this.state.pins.length > 0 || this.routeSetting === 'primary') return false;
+    this.heldBegin = { sql, readOnly: d.readOnly === true || d.hint === 'replica', ...(d.hint && { hint: d.hint }) };
     this.lastStatus = 0x54; /* T */
     socket.write(Buffer.concat([m.commandComplete('BEGIN'), m.readyForQuery('T')]));
     return true;

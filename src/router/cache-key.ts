@@ -14,9 +14,9 @@ import { CH, commentAt, dollarEnd, dollarTagEnd, isDigit, isIdentChar, isIdentSt
  *
  * Parentheses holding only a list of two or more constants, as in `IN (1, 2, 3)`, a row of VALUES or
  * `f(1, 'a')`, become one list placeholder: the length of such a list never changes where a statement
- * goes, and a 5000-element IN list then shares the key of a 3-element one. (The grammar takes a single
- * constant in a few type modifiers — timestamp(3) — where a list is a syntax error; such a text may
- * share a key with a valid one and be routed as it, and the server rejects it wherever it runs.)
+ * goes, and a 5000-element IN list then shares the key of a 3-element one. (A few grammar rules fix a
+ * list's length — OVERLAPS takes pairs — so `(1, 2, 3) OVERLAPS (4, 5)`, a syntax error, shares the key
+ * of a valid text and is routed as it; the server rejects it wherever it runs.)
  *
  * So two texts with one key have the same statements, function names, clauses and options: only the
  * values of constants and the lengths of constant lists differ. A decision that reads a constant — a SET

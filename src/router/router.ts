@@ -224,6 +224,7 @@ export class Router {
 /**
  * A file's statements, for the CLI: the whole parsed, each statement's text cut out by its location;
  * when the whole does not parse, one statement per non-empty line (without a trailing ';').
+ * loadParser() must have resolved.
  */
 export function splitStatements(text: string): string[] {
   let stmts: RawStmt[];

@@ -190,6 +190,15 @@ test('BEGIN is held until the first statement: reads start on a replica, writes 
   await assert.rejects(c.query("INSERT INTO rw (v) VALUES ('ro')"), (e: pg.DatabaseError) => e.code === '25006');
   await c.query('ROLLBACK');
 
+  // A hint on BEGIN places the whole transaction; a replica-hinted one is not moved by a write.
+  await c.query('/* switchyard:primary */ BEGIN');
+  assert.equal(await where(c), 'primary');
+  await c.query('COMMIT');
+  await c.query('/* switchyard:replica */ BEGIN');
+  assert.match(await where(c), /^replica/);
+  await assert.rejects(c.query("INSERT INTO rw (v) VALUES ('hinted')"), (e: pg.DatabaseError) => e.code === '25006');
+  await c.query('ROLLBACK');
+
   for (const begin of ['BEGIN ISOLATION LEVEL REPEATABLE READ', 'START TRANSACTION ISOLATION LEVEL SERIALIZABLE']) {
     await c.query(begin);
     assert.equal(await where(c), 'primary', begin);
