@@ -173,7 +173,8 @@ export class Gateway {
         connected_at: new Date(s.connectedAt).toISOString(),
       })),
       pools: this.topology.nodes.flatMap((n) => n.pools.stats()),
-      nodes: this.topology.nodes.map((n) => ({ name: n.name, role: n.role, healthy: n.healthy, lsn: n.lsn, error: n.lastError ?? null })),
+      nodes: this.topology.nodes.map((n) => ({ name: n.name, role: n.role, healthy: n.healthy, lsn: n.lsn, leases: n.leases, error: n.lastError ?? null })),
+      routing: { split: this.topology.splitting, cache: { ...this.router.stats } },
       events: Object.fromEntries(this.events.counts),
       pins_started_by_reason: Object.fromEntries(this.pinsByReason),
     };

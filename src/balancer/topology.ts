@@ -17,6 +17,8 @@ export class DbNode {
   lsn = -1;
   /** Why the node is not healthy. */
   lastError: string | undefined;
+  /** Server connections leased from this node's pools (one per client transaction, roughly). */
+  leases = 0;
   constructor(
     readonly config: NodeConfig,
     readonly role: 'primary' | 'replica',
@@ -117,6 +119,15 @@ export class Topology {
     return found;
   }
 
+  /** The primary's insert position, read by a query sent at sentAt (performance.now() time). */
+  notePrimaryLsn(sentAt: number, insertLsn: number): void {
+    const lsn = insertToEnd(insertLsn);
+    this.primary.lsn = lsn;
+    if (lsn < 0) return;
+    this.samples.push({ sentAt, lsn });
+    if (this.samples.length > SAMPLES) this.samples.shift();
+  }
+
   /** A lease or connection to the node failed: take it out of rotation until the monitor sees it again. */
   markDown(node: DbNode, message: string): void {
     if (!node.healthy) return;
@@ -158,15 +169,9 @@ export class Topology {
       const sentAt = performance.now();
       const r = await conn.query(LSN_SQL);
       if (r.error) throw r.error;
-      let lsn = parseLsn(r.rows[0]?.[0] ?? null);
-      if (node.role === 'primary') {
-        lsn = insertToEnd(lsn);
-        if (lsn >= 0) {
-          this.samples.push({ sentAt, lsn });
-          if (this.samples.length > SAMPLES) this.samples.shift();
-        }
-      }
-      node.lsn = lsn;
+      const lsn = parseLsn(r.rows[0]?.[0] ?? null);
+      if (node.role === 'primary') this.notePrimaryLsn(sentAt, lsn);
+      else node.lsn = lsn;
       this.markUp(node);
     } catch (e) {
       this.monitors.get(node)?.close();
@@ -220,7 +225,7 @@ const WAL_SEGMENT = 16 * 1024 * 1024;
  * standby reports as replayed: without this a write that ends a page would look unreplayed until the
  * next one (default page and segment sizes; the long header starts a segment).
  */
-function insertToEnd(lsn: number): number {
+export function insertToEnd(lsn: number): number {
   if (lsn % WAL_SEGMENT === 40) return lsn - 40;
   if (lsn % WAL_PAGE === 24) return lsn - 24;
   return lsn;

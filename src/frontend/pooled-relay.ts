@@ -1112,6 +1112,7 @@ export class PooledRelay {
   private leaseFrom(node: DbNode): void {
     this.phase = 'leasing';
     this.node = node;
+    node.leases++;
     node.pools.lease(this.handleFor(node), this, (err, server) => {
       if (!err) return this.leased(server!);
       if (this.closed) return;
