@@ -316,6 +316,43 @@ test('session state applies on both sides: SET, search_path and prepared stateme
   assert.equal(await where(c, 'EXECUTE pw'), 'primary');
 });
 
+test('SET switchyard.route in the extended protocol fails with 0A000 and reaches no server', async () => {
+  const sql = postgres(gatewayUrl(gw, cluster.superuser, cluster.superuserPassword), { max: 1, onnotice: () => {} });
+  try {
+    await assert.rejects(sql`SET switchyard.route = primary`, (e: { code?: string }) => e.code === '0A000');
+    // As a simple query it works.
+    await sql.unsafe('SET switchyard.route = primary').simple();
+    const [r] = await sql`SELECT current_setting('port') AS port`;
+    assert.equal(nodeName(r!.port as string), 'primary');
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
+test('session pooling does not split: every statement runs on the primary', async () => {
+  const g = await gateway({ pool: { mode: 'session' } });
+  const c = await client(g);
+  for (let i = 0; i < 3; i++) assert.equal(await where(c), 'primary');
+});
+
+test('status shows the nodes, the leases taken from each and where each client is', async () => {
+  const c = await client();
+  await c.query('BEGIN');
+  await where(c);
+  const st = gw.status();
+  const me = st.clients.find((x) => x.node !== null);
+  assert.ok(me && /^replica/.test(me.node!), JSON.stringify(st.clients));
+  await c.query('COMMIT');
+  assert.deepEqual(st.nodes.map((n) => [n.name, n.role, n.healthy]), [
+    ['primary', 'primary', true],
+    ['replica1', 'replica', true],
+    ['replica2', 'replica', true],
+  ]);
+  assert.ok(st.nodes.every((n) => n.leases > 0 && n.lsn > 0), JSON.stringify(st.nodes));
+  assert.equal(st.routing.split, true);
+  assert.ok(st.routing.cache.hits > 0);
+});
+
 // ------------------------------------------------------------------ read-your-writes
 
 test('read-your-writes with replay paused on the replicas: a client reads its own write at once (from the primary)', async () => {
