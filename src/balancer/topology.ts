@@ -102,9 +102,12 @@ export class Topology {
     return undefined;
   }
 
-  /** Whether every healthy replica has replayed minLsn (so a client's read-your-writes window can close). */
+  /**
+   * Whether every replica has replayed minLsn, so a client's read-your-writes window can close. Down
+   * ones count too: one that comes back must not serve the client a read from before its write.
+   */
   allReplayed(minLsn: number): boolean {
-    return this.replicas.every((r) => !r.healthy || r.lsn >= minLsn);
+    return this.replicas.every((r) => r.lsn >= minLsn);
   }
 
   /**

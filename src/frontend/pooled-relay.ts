@@ -171,12 +171,13 @@ export class PooledRelay {
   /** SET switchyard.route: the gateway's own setting, never sent to a server. */
   private routeSetting: 'auto' | 'primary' | 'replica' = 'auto';
   /** A BEGIN the gateway answered itself: the transaction starts where its first statement goes. */
-  private heldBegin: { sql: string; readOnly: boolean; hint?: 'primary' | 'replica' } | undefined;
+  private heldBegin: { sql: string; replay: readonly string[]; hint?: 'primary' | 'replica' } | undefined;
   /** Statements that built the open transaction on a replica (BEGIN, SAVEPOINT, SET LOCAL, ...), to rebuild it on the primary. */
   private txLog: string[] = [];
   /** Why the open transaction on a replica cannot be moved exactly (an open cursor or portal, ...). */
   private txInexact: string | undefined;
-  private txReadOnly = false;
+  /** The transaction was told to stay on its replica (a replica hint on its BEGIN): it is never moved. */
+  private txStays = false;
   /** The replay of a transaction being moved to the primary, sent before anything else there. */
   private replay: string[] | undefined;
   /** A statement that needs the primary ran in this lease: reads after it wait for replicas to replay it. */
@@ -611,7 +612,7 @@ export class PooledRelay {
       ok: () => this.logged(d),
       // Which of several statements took effect before the error is not known: the transaction can no longer move.
       undo: () => {
-        if (d.txn === undefined) this.txInexact ??= 'a statement list that failed part way';
+        if (d.multi) this.txInexact ??= 'a statement list that failed part way';
       },
     };
   }
@@ -619,7 +620,10 @@ export class PooledRelay {
   /** A statement that shapes the transaction on a replica succeeded: it is replayed if the transaction moves. */
   private logged(d: Decision): void {
     this.txLog.push(...d.replay);
-    if (d.readOnly) this.txReadOnly = true;
+    // Under a repeatable-read default the transaction's snapshot is the replica's: it cannot move.
+    if (d.txn === 'begin' && this.state.settings.get('default_transaction_isolation') === 'repeatable read') {
+      this.txInexact ??= 'a repeatable-read snapshot';
+    }
   }
 
   // ------------------------------------------------------------ routing
@@ -647,19 +651,22 @@ export class PooledRelay {
       if (this.routeOf(d) === 'primary') this.wrote = true;
       return false;
     }
+    if (this.needsPrimary(d)) {
+      this.switchToPrimary(msg, d.reason);
+      return true;
+    }
+    // It runs here: what it leaves open (a cursor) is the replica's.
     if (d.inexact !== undefined) this.txInexact ??= d.inexact;
-    if (!this.needsPrimary(d)) return false;
-    this.switchToPrimary(msg, d.reason);
-    return true;
+    return false;
   }
 
   private needsPrimary(d: Decision): boolean {
     if (this.routeSetting === 'replica') return false;
     if (this.routeSetting !== 'primary' && this.routeOf(d) !== 'primary') return false;
-    // Too late in a transaction already under way: the server says so where the transaction is.
-    if (d.txn === 'set_transaction') return false;
-    // A failed or read-only transaction: the statement fails where it is, as it would on the primary.
-    return this.lastStatus !== 0x45 /* E */ && !this.txReadOnly && this.state.settings.get('default_transaction_read_only') !== 'on';
+    // A failed transaction: the statement gets its 25P02 where it is, as it would on the primary. A
+    // read-only one does move: the primary answers as PostgreSQL would (25006 for a write, but NOTIFY
+    // or LOCK work there, and not on a standby).
+    return this.lastStatus !== 0x45 /* E */ && !this.txStays;
   }
 
   /** The node for the transaction the client's next message starts. */
@@ -667,10 +674,10 @@ export class PooledRelay {
     const topo = this.host.topology;
     if (!topo.splitting || this.routeSetting === 'primary' || this.state.pins.length > 0) return topo.primary;
     const held = this.heldBegin;
-    const lead = held ? undefined : this.leadDecision();
+    const lead = this.leadDecision();
     // Told to use a replica (a hint, or SET switchyard.route): read-your-writes does not hold it back.
     const toldReplica = this.routeSetting === 'replica' || held?.hint === 'replica' || lead?.hint === 'replica';
-    const target = held?.readOnly ? 'replica' : lead ? this.routeOf(lead) : 'any';
+    const target = held?.hint === 'replica' ? 'replica' : lead ? this.routeOf(lead) : 'any';
     if (target === 'primary' && !toldReplica) return topo.primary;
     // Serializable transactions cannot run on a standby; repeatable-read snapshots cannot move off one.
     const iso = this.state.settings.get('default_transaction_isolation');
@@ -733,7 +740,7 @@ export class PooledRelay {
     }
     // A BEGIN hinted to the primary goes there at once; one hinted to a replica stays there, like READ ONLY.
     if (d.txn !== 'begin' || d.snapshot || d.hint === 'primary' || this.state.pins.length > 0 || this.routeSetting === 'primary') return false;
-    this.heldBegin = { sql, readOnly: d.readOnly === true || d.hint === 'replica', ...(d.hint && { hint: d.hint }) };
+    this.heldBegin = { sql, replay: d.replay, ...(d.hint && { hint: d.hint }) };
     this.lastStatus = 0x54; /* T */
     socket.write(Buffer.concat([m.commandComplete('BEGIN'), m.readyForQuery('T')]));
     return true;
@@ -780,19 +787,21 @@ export class PooledRelay {
     if (reason === undefined || this.closed || !server) return;
     this.moving = undefined;
     // An error came back meanwhile: the client's messages up to its Sync are skipped, as the server would have.
-    if (this.skipping) {
-      this.dropToSync = true;
+    if (this.dropToSync) {
+      this.skipping = true;
       return this.resume();
     }
     // A failed transaction: the statement gets its 25P02 where the transaction is.
     if (server.txStatus === 'E') return this.resume();
+    const from = this.node!;
+    // A session pinned to its replica connection (a WITH HOLD cursor hinted there, say) cannot leave it.
+    if (this.state.pins.length > 0) return this.refuseSwitch(from, reason, `a session pinned to its connection there (${this.state.pins.join(', ')})`);
     // No transaction open: give the connection back as usual; the waiting statement leases the primary.
     if (server.txStatus === 'I') {
       this.relocate = true;
       this.phase = 'ready';
       return this.settle();
     }
-    const from = this.node!;
     const inexact = this.txInexact ?? (this.txLog.length === 0 ? 'a start the gateway did not see' : undefined);
     if (inexact !== undefined) return this.refuseSwitch(from, reason, inexact);
     this.host.events.emit({ type: 'txn_switched', client: this.host.id, from: from.name, to: this.host.topology.primary.name, reason });
@@ -811,7 +820,7 @@ export class PooledRelay {
     this.host.events.emit({ type: 'switch_refused', client: this.host.id, node: from.name, reason: inexact });
     const sql = raiseSql(
       '25000',
-      `switchyard cannot move this transaction from replica "${from.name}" to the primary (${reason}): it has ${inexact}, which cannot be recreated there. ` +
+      `switchyard cannot move this transaction from replica "${from.name}" to the primary (${reason}): it has ${INEXACT[inexact] ?? inexact}, which cannot be recreated there. ` +
         'Roll back, and start transactions that write with /* switchyard:primary */ BEGIN or after SET switchyard.route = primary',
     );
     const msg = this.waiting[0]!;
@@ -892,7 +901,8 @@ export class PooledRelay {
       tx.channels.add(ch);
       if (!tx.before.has(ch)) tx.before.set(ch, cs.channels.has(ch));
     }
-    if (!canMirror) return;
+    // A standby refuses LISTEN: there the client's own statement gets the server's error, nothing of the gateway's.
+    if (!canMirror || this.node!.role === 'replica') return;
     const stmts: string[] = [];
     // Inside an open transaction the outcome is not known until it ends: a sentinel LISTEN tells it.
     if ((this.server!.txStatus !== 'I' || this.head < this.expected.length) && !tx.sentinel) {
@@ -1054,7 +1064,7 @@ export class PooledRelay {
   private endTransaction(): void {
     if (this.txLog.length > 0) this.txLog = [];
     this.txInexact = undefined;
-    this.txReadOnly = false;
+    this.txStays = false;
   }
 
   private pop(): void {
@@ -1077,7 +1087,12 @@ export class PooledRelay {
   private skipToSync(): void {
     while (this.head < this.expected.length) {
       const e = this.expected[this.head]!;
-      if (e.t === T_SYNC) return;
+      if (e.t === T_SYNC) {
+        // The gateway's own Sync ends the server's skipping, not the client's: what the client sends
+        // up to its own Sync must still be skipped, by the gateway.
+        if (e === INJECTED_SYNC) this.dropToSync = true;
+        return;
+      }
       e.undo?.();
       this.pop();
     }
@@ -1183,20 +1198,26 @@ export class PooledRelay {
 
   /** The transaction the gateway answered BEGIN for starts on the server, ahead of its first statement. */
   private sendHeldBegin(): void {
-    const { sql, readOnly } = this.heldBegin!;
+    const { sql, replay, hint } = this.heldBegin!;
     this.heldBegin = undefined;
     this.out(m.query(sql));
     this.expect({ t: T_QUERY, swallow: 'all', undo: () => this.lostTransaction('BEGIN failed on the server') });
     if (this.node!.role === 'replica') {
-      this.txLog = [sql];
-      this.txReadOnly = readOnly;
+      this.txLog = [...replay];
+      this.txStays = hint === 'replica';
+      if (this.state.settings.get('default_transaction_isolation') === 'repeatable read') this.txInexact = 'a repeatable-read snapshot';
     }
   }
 
   /** The transaction moved from a replica is rebuilt on the primary before the statement that needed it. */
   private sendReplay(): void {
-    const sql = this.replay!.join(';\n');
+    const texts = this.replay!;
     this.replay = undefined;
+    // The statements' names must mean on the primary connection what they meant to the client before
+    // the transaction (a DEALLOCATE in the replay needs its statement; a PREPARE, its name free).
+    this.ensureSqlPrepared(analyze(texts.join('\n;\n')));
+    // A line break before each ';': a text ending in a -- comment must not swallow it.
+    const sql = texts.join('\n;\n');
     this.out(m.query(sql));
     this.expect({ t: T_QUERY, swallow: 'all', undo: () => this.lostTransaction('rebuilding the transaction on the primary failed') });
   }
@@ -1429,7 +1450,7 @@ export class PooledRelay {
 
   /** The connection a CancelRequest from this client may reach: only while it runs the client's own requests. */
   cancelTarget(): ServerConnection | undefined {
-    return this.phase === 'ready' ? this.server : undefined;
+    return this.phase === 'ready' || this.moving !== undefined ? this.server : undefined;
   }
 
   /** The client left: give back what it holds. A connection in the middle of anything is reset or closed. */
@@ -1466,6 +1487,13 @@ const COMMIT_SENTINEL = 'switchyard.commit';
 
 /** Bytes kept for a client that has no server connection yet, before its socket is paused. */
 const MAX_WAITING_BYTES = 256 * 1024;
+
+/** The router's short reasons for a transaction that cannot move, as the error message says them. */
+const INEXACT: Readonly<Record<string, string>> = {
+  cursor: 'an open cursor (DECLARE)',
+  'dynamic set_config': 'a set_config call whose name or is_local the gateway cannot read',
+  'set_config in a prepared statement': 'a prepared statement that calls set_config',
+};
 
 /** A fast-path FunctionCall: an unknown function, so the primary's. */
 const FUNCTION_CALL: Decision = Object.freeze({ target: 'primary', reason: 'fast-path function call', replay: Object.freeze([]) });

@@ -28,6 +28,8 @@ export interface Classified {
   execute: string[];
   /** The decision depends on a constant's value or keeps statement texts: cache it under the exact text only. */
   literal: boolean;
+  /** The text holds more than one statement. */
+  multi?: boolean;
 }
 
 /** Whether the operator declared a function safe: a bare name, or a qualified one such as myschema.fn. */

@@ -26,6 +26,8 @@ export interface Decision {
   readOnly?: boolean;
   /** Exact texts (sliced with stmt_location/stmt_len, trimmed of whitespace and comments, without ';') of the statements that shape an open transaction and must be replayed, in order, to rebuild it on another server: BEGIN/START TRANSACTION, SAVEPOINT, RELEASE, ROLLBACK TO, SET / SET LOCAL / RESET / SET TRANSACTION / SET SESSION CHARACTERISTICS / SET CONSTRAINTS, PREPARE, DEALLOCATE, and statements that call set_config when they run (SELECT, EXPLAIN ANALYZE, COPY (SELECT) TO STDOUT). Empty when none. */
   replay: readonly string[];
+  /** The text holds more than one statement (an error in it may leave some of them done). */
+  multi?: boolean;
   /** Set when the text does something a transaction cannot be moved across servers with exactly: 'cursor' (DECLARE ... CURSOR), 'dynamic set_config' (set_config with a non-constant name or is_local). */
   inexact?: string;
   /** Names of SQL-level prepared statements run by EXECUTE (also EXPLAIN EXECUTE, CREATE TABLE AS EXECUTE), in order, once each. The caller looks up the PREPARE text and routes it with classifyPrepared. The target of an EXECUTE itself is 'any', unless something around it needs the primary. A name PREPAREd earlier in the same text is not listed: that EXECUTE routes as the statement it runs. */
@@ -96,6 +98,7 @@ function decision(c: Classified, hint: 'primary' | 'replica' | undefined, extra?
     ...(c.snapshot ? { snapshot: true } : {}),
     ...(c.readOnly ? { readOnly: true } : {}),
     replay: c.replay.length > 0 ? Object.freeze(c.replay) : NONE,
+    ...(c.multi ? { multi: true } : {}),
     ...(c.inexact !== undefined ? { inexact: c.inexact } : {}),
     ...(c.execute.length > 0 ? { execute: Object.freeze(c.execute) } : {}),
     ...(hint !== undefined ? { hint } : {}),
@@ -201,6 +204,7 @@ export class Router {
     const c = new Classifier(sql, this.declaredSafe);
     for (const raw of stmts) c.add(raw);
     const result = c.result();
+    if (stmts.length > 1) result.multi = true;
     return { d: decision(result, hint), literal: result.literal || hint !== undefined };
   }
 

@@ -12,6 +12,8 @@ export class RawClient {
   private readonly queue = new MessageQueue();
   /** Resolves when the gateway closes the connection. */
   readonly closed: Promise<void>;
+  /** BackendKeyData from the login, for a CancelRequest. */
+  key: { pid: number; secret: number } | undefined;
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => {
@@ -53,6 +55,12 @@ export class RawClient {
 
   next(): Promise<Buffer> {
     return this.queue.next();
+  }
+
+  /** Send a CancelRequest for this connection's key on a new connection to port. */
+  cancel(port: number): void {
+    const s = net.connect({ host: '127.0.0.1', port }, () => s.end(m.cancelRequest(this.key!.pid, this.key!.secret)));
+    s.on('error', () => {});
   }
 
   /** Read messages until one of the given type arrives; returns all read, the last being that one. */
@@ -132,6 +140,7 @@ export async function passwordLogin(c: RawClient, user: string, password: string
       else if (code === 12) scram!.verifyServerFinal(data);
       else throw new Error(`unsupported authentication request ${code}`);
     } else if (t === 'E') throw new Error(`login failed: ${m.readErrorFields(msg).get('M')}`);
+    else if (t === 'K') c.key = m.readBackendKeyData(msg);
     else if (t === 'Z') return c;
   }
 }

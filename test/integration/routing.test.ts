@@ -13,6 +13,8 @@ import { findPgBin, freePort, startCluster, type PgCluster } from '../harness/pg
 import { gatewayUrl, startGateway } from '../harness/gateway.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 import { assertPgbenchOk } from '../harness/checks.js';
+import { RawClient, passwordLogin, replyLabel } from '../harness/raw-client.js';
+import * as m from '../../src/protocol/messages.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { Config } from '../../src/config/types.js';
 import type { DeepPartial } from '../../src/config/load.js';
@@ -351,6 +353,126 @@ test('status shows the nodes, the leases taken from each and where each client i
   assert.ok(st.nodes.every((n) => n.leases > 0 && n.lsn > 0), JSON.stringify(st.nodes));
   assert.equal(st.routing.split, true);
   assert.ok(st.routing.cache.hits > 0);
+});
+
+// ------------------------------------------------------------------ edges of the switch, compared with PostgreSQL
+
+/** Labels of the replies to batch, up to `zs` ReadyForQuery, on a fresh raw connection to port (setup queries first). */
+async function rawRun(port: number, setup: string[], batch: Buffer[], zs: number, opts: { cancelAfter?: number } = {}): Promise<string> {
+  const c = await RawClient.connect(port);
+  try {
+    await passwordLogin(c, cluster.superuser, cluster.superuserPassword);
+    for (const q of setup) {
+      c.send(m.query(q));
+      await c.until('Z');
+    }
+    c.send(Buffer.concat(batch));
+    if (opts.cancelAfter !== undefined) setTimeout(() => c.cancel(port), opts.cancelAfter);
+    const out: string[] = [];
+    for (let z = 0; z < zs; ) {
+      const msg = await c.next();
+      const label = replyLabel(msg);
+      if (label === undefined || label.startsWith('T:')) continue;
+      out.push(label);
+      if (label.startsWith('Z:')) z++;
+    }
+    return out.join(' ');
+  } finally {
+    c.send(m.terminate());
+    c.end();
+  }
+}
+
+const count = async (v: string): Promise<number> => Number(await cluster.query(`SELECT count(*) FROM rw WHERE v = '${v}'`));
+
+test('pipelines that switch answer exactly as PostgreSQL: an error before the write skips it; a cancel reaches the read', async () => {
+  const g = await gateway({ routing: { consistency: 'eventual' } });
+  const P = m.parse;
+  const B = m.bind;
+  const E = m.execute;
+  const S = m.sync;
+  const Q = m.query;
+  for (const [where, port] of [['direct', cluster.primary.port], ['gateway', g.port]] as const) {
+    const v = `skip-${where}`;
+    // Autocommit: a named INSERT bound after a failing read in the same Sync group is skipped.
+    const r1 = await rawRun(port, [], [P('w', `INSERT INTO rw (v) VALUES ('${v}')`), S(), P('', 'SELECT 1/0'), B(''), E(), B('w'), E(), S()], 2);
+    assert.equal(r1, '1 Z:I 1 E:22012 Z:I', `${where}: ${r1}`);
+    assert.equal(await count(v), 0, where);
+    // In a transaction that read on a replica: a failing read, then a write, then Sync.
+    const r2 = await rawRun(port, ['BEGIN', 'SELECT 1'], [P('', 'SELECT 1/0'), B(''), E(), P('', `INSERT INTO rw (v) VALUES ('${v}')`), B(''), E(), S(), Q('ROLLBACK')], 2);
+    assert.equal(r2, '1 E:22012 Z:E C:ROLLBACK Z:I', `${where}: ${r2}`);
+    // A cancel while the read runs ahead of the write that will move the transaction.
+    const r3 = await rawRun(port, ['BEGIN', 'SELECT 1'], [Q('SELECT pg_sleep(5)'), Q(`INSERT INTO rw (v) VALUES ('${v}')`), Q('ROLLBACK')], 3, { cancelAfter: 300 });
+    assert.equal(r3, 'E:57014 Z:E E:25P02 Z:E C:ROLLBACK Z:I', `${where}: ${r3}`);
+  }
+});
+
+test('held BEGIN: the first statement places the transaction (a write leases only the primary); a trailing comment is harmless', async () => {
+  const c = await client();
+  const seen = events(gw);
+  const leases = () => gw.topology.nodes.map((n) => n.leases);
+  const before = leases();
+  await c.query('BEGIN');
+  await c.query("INSERT INTO rw (v) VALUES ('held-write')");
+  await c.query('COMMIT');
+  const after = leases();
+  assert.deepEqual(after.map((n, i) => n - before[i]!), [1, 0, 0], 'one lease, on the primary');
+  assert.equal(seen.filter((e) => e.type === 'txn_switched').length, 0);
+  await caughtUp();
+  await sleep(200);
+  await c.query('BEGIN -- unit of work');
+  assert.match(await where(c), /^replica/);
+  await c.query('SAVEPOINT a');
+  assert.equal(await where(c, "INSERT INTO rw (v) VALUES ('commented') RETURNING current_setting('port') AS port"), 'primary');
+  await c.query('COMMIT');
+  assert.equal(await count('commented'), 1);
+});
+
+test('a switch replays PREPARE and DEALLOCATE against the statements the client had, whatever the primary connection holds', async () => {
+  const g = await gateway({ pool: { mode: 'transaction', size: 1 }, routing: { consistency: 'eventual' } });
+  const a = await client(g);
+  const b = await client(g);
+  // Client a leaves a SQL statement "s" on the (only) primary connection.
+  await a.query("/* switchyard:primary */ PREPARE s AS SELECT 'a'");
+  await b.query('PREPARE q AS SELECT 1');
+  await b.query('BEGIN');
+  assert.match(await where(b), /^replica/);
+  await b.query("PREPARE s AS SELECT 'b'");
+  await b.query('DEALLOCATE q');
+  assert.equal(await where(b, "INSERT INTO rw (v) VALUES ('replayed-prepare') RETURNING current_setting('port') AS port"), 'primary');
+  await b.query('COMMIT');
+  assert.deepEqual((await b.query('EXECUTE s')).rows, [{ '?column?': 'b' }]);
+  await assert.rejects(b.query('EXECUTE q'), (e: pg.DatabaseError) => e.code === '26000');
+  assert.deepEqual((await a.query('EXECUTE s')).rows, [{ '?column?': 'a' }]);
+});
+
+test('a read-only transaction moves too: the primary answers what a standby cannot (NOTIFY, LOCK), and refuses writes with 25006', async () => {
+  const c = await client();
+  await c.query('BEGIN READ ONLY');
+  assert.match(await where(c), /^replica/);
+  await c.query("NOTIFY ro_chan, 'x'");
+  await c.query('LOCK TABLE rw IN SHARE MODE');
+  assert.equal(await where(c), 'primary');
+  await assert.rejects(c.query("INSERT INTO rw (v) VALUES ('ro-write')"), (e: pg.DatabaseError) => e.code === '25006');
+  await c.query('ROLLBACK');
+});
+
+test('a statement that failed alone (rolled back to a savepoint) does not stop a switch; a session pinned to a replica refuses one', async () => {
+  const c = await client();
+  await c.query('BEGIN');
+  await where(c);
+  await c.query('SAVEPOINT a');
+  await assert.rejects(c.query("SET LOCAL statement_timeout = 'abc'"), (e: pg.DatabaseError) => e.code === '22023');
+  await c.query('ROLLBACK TO SAVEPOINT a');
+  assert.equal(await where(c, "INSERT INTO rw (v) VALUES ('after-failed-set') RETURNING current_setting('port') AS port"), 'primary');
+  await c.query('COMMIT');
+
+  // A WITH HOLD cursor hinted to a replica pins the session there: a write then fails instead of hanging.
+  const p = await client();
+  await p.query('/* switchyard:replica */ DECLARE hc CURSOR WITH HOLD FOR SELECT 1');
+  await assert.rejects(p.query("INSERT INTO rw (v) VALUES ('pinned')"), (e: pg.DatabaseError) => e.code === '25000' && /pinned/.test(e.message));
+  await p.query('CLOSE hc');
+  assert.equal(await where(p, "INSERT INTO rw (v) VALUES ('unpinned') RETURNING current_setting('port') AS port"), 'primary');
 });
 
 // ------------------------------------------------------------------ read-your-writes
