@@ -301,7 +301,7 @@ export class PooledRelay {
         return this.onParse(msg);
       case T_BIND: {
         const stmt = m.readBindStatement(msg);
-        const d = stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
+        const d = this.statementRoute(stmt);
         if (d) {
           if (this.routed(d, msg)) return;
           if (this.node!.role === 'replica') {
@@ -444,13 +444,14 @@ export class PooledRelay {
     const boundaryBefore = this.head === this.expected.length && this.atBoundary;
     this.atBoundary = false;
     const p = m.readParse(msg);
-    const route = this.host.router.route(p.sql);
+    // Routed when it is bound (statementRoute), unless it is the gateway's own setting, refused here.
+    const route = this.host.topology.splitting || GATEWAY_WORD.test(p.sql) ? this.host.router.route(p.sql) : undefined;
     const fx = analyze(p.sql);
     // Effects happen when the statement runs (noted at Bind). What must exist first is made to exist
     // now, when a simple query can still go ahead of the request; a name in the gateway's namespace is
     // refused when the statement runs.
     let sql = p.sql;
-    if (route.gateway || route.gatewayError) {
+    if (route?.gateway || route?.gatewayError) {
       // Never sent to a server: the statement runs as an error explaining the one way it works.
       sql = raiseSql('0A000', 'SET/SHOW switchyard.route is handled by switchyard itself and only in a simple-protocol query: send it as a query without parameters (psql and node-postgres do; with postgres.js use sql.unsafe(text).simple())');
     } else if (!fx.plain && fx.parseError === undefined) {
@@ -560,7 +561,8 @@ export class PooledRelay {
 
   private onQuery(msg: Buffer): void {
     const sql = m.readQuery(msg);
-    const d = this.host.router.route(sql);
+    // Without replicas to split to, only the gateway's own setting needs the router.
+    const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.host.router.route(sql) : UNROUTED;
     if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
     if (this.routed(d, msg)) return;
     this.atBoundary = true;
@@ -692,6 +694,17 @@ export class PooledRelay {
     return topo.pickReplica(min) ?? topo.primary;
   }
 
+  /** The decision for a prepared statement (decided at its Parse, or now if it was parsed while not splitting). */
+  private statementRoute(name: string): Decision | undefined {
+    if (name === '') {
+      if (!this.unnamedRoute && this.unnamedParse && this.host.topology.splitting) this.unnamedRoute = this.host.router.route(m.readParse(this.unnamedParse).sql);
+      return this.unnamedRoute;
+    }
+    const st = this.state.statements.get(name);
+    if (st && !st.route && this.host.topology.splitting) st.route = this.host.router.route(m.readParse(st.parse).sql);
+    return st?.route;
+  }
+
   /** The decision for the first statement waiting to run (undefined: a message that runs no statement). */
   private leadDecision(): Decision | undefined {
     const msg = this.waiting[0];
@@ -701,10 +714,8 @@ export class PooledRelay {
         return this.host.router.route(m.readQuery(msg));
       case T_PARSE:
         return this.host.router.route(m.readParse(msg).sql);
-      case T_BIND: {
-        const stmt = m.readBindStatement(msg);
-        return stmt === '' ? this.unnamedRoute : this.state.statements.get(stmt)?.route;
-      }
+      case T_BIND:
+        return this.statementRoute(m.readBindStatement(msg));
       case T_FUNCTION_CALL:
         return FUNCTION_CALL;
       default:
@@ -720,7 +731,7 @@ export class PooledRelay {
   private answerWithoutServer(msg: Buffer): boolean {
     const sql = m.readQuery(msg);
     const topo = this.host.topology;
-    if (!topo.splitting && !/switchyard/i.test(sql)) return false;
+    if (!topo.splitting && !GATEWAY_WORD.test(sql)) return false;
     const d = this.host.router.route(sql);
     const socket = this.host.socket;
     if (d.gateway || d.gatewayError) {
@@ -1487,6 +1498,12 @@ const COMMIT_SENTINEL = 'switchyard.commit';
 
 /** Bytes kept for a client that has no server connection yet, before its socket is paused. */
 const MAX_WAITING_BYTES = 256 * 1024;
+
+/** Only texts with this word can be the gateway's own setting. */
+const GATEWAY_WORD = /switchyard/i;
+
+/** A statement not looked at: nothing to split to, and not the gateway's setting. */
+const UNROUTED: Decision = Object.freeze({ target: 'any', reason: 'not routed', replay: Object.freeze([]) });
 
 /** The router's short reasons for a transaction that cannot move, as the error message says them. */
 const INEXACT: Readonly<Record<string, string>> = {
