@@ -55,7 +55,8 @@ export class Topology {
   private readonly samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly monitors = new Map<DbNode, ServerConnection>();
-  private polling = false;
+  /** Nodes whose check is in flight: each node is checked on its own, so one that hangs holds up no other. */
+  private readonly polling = new Set<DbNode>();
   private closed = false;
 
   constructor(private readonly opts: TopologyOptions) {
@@ -151,32 +152,37 @@ export class Topology {
   /** Start polling every node's WAL position (nothing to do without replicas to route to). */
   start(): void {
     if (!this.splitting || this.opts.config.monitor.user === undefined) return;
-    this.timer = setInterval(() => void this.poll(), this.opts.config.monitor.interval_ms);
+    this.timer = setInterval(() => this.poll(), this.opts.config.monitor.interval_ms);
     this.timer.unref();
-    void this.poll();
+    this.poll();
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling || this.closed) return;
-    this.polling = true;
-    try {
-      await Promise.all(this.nodes.map((n) => this.pollNode(n)));
-    } finally {
-      this.polling = false;
+  private poll(): void {
+    if (this.closed) return;
+    for (const n of this.nodes) {
+      if (this.polling.has(n)) continue;
+      this.polling.add(n);
+      void this.pollNode(n).finally(() => this.polling.delete(n));
     }
   }
 
   private async pollNode(node: DbNode): Promise<void> {
+    // A node that accepts connections but does not answer (stopped, overloaded) is down too.
+    const limit = Math.max(1000, 10 * this.opts.config.monitor.interval_ms);
+    let timer: NodeJS.Timeout | undefined;
     try {
       const conn = await this.monitor(node);
       const sentAt = performance.now();
+      timer = setTimeout(() => conn.destroy(new Error(`no answer to the monitor's query within ${limit} ms`)), limit);
       const r = await conn.query(LSN_SQL);
+      clearTimeout(timer);
       if (r.error) throw r.error;
       const lsn = parseLsn(r.rows[0]?.[0] ?? null);
       if (node.role === 'primary') this.notePrimaryLsn(sentAt, lsn);
       else node.lsn = lsn;
       this.markUp(node);
     } catch (e) {
+      clearTimeout(timer);
       this.monitors.get(node)?.close();
       this.monitors.delete(node);
       if (!this.closed) this.markDown(node, (e as Error).message);

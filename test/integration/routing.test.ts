@@ -523,6 +523,29 @@ test('a replica that cannot be reached is skipped: reads go to the other one', a
   assert.equal(g.topology.replicas[0]!.healthy, false);
 });
 
+test('a replica that stops answering is taken out of rotation by the monitor, and back when it answers again', async () => {
+  const g = await gateway();
+  const c = await client(g);
+  const seen = events(g);
+  const r1 = cluster.replicas[0]!;
+  cluster.pause(r1);
+  try {
+    const deadline = Date.now() + 5000;
+    while (g.topology.replicas[0]!.healthy && Date.now() < deadline) await sleep(50);
+    assert.equal(g.topology.replicas[0]!.healthy, false, 'marked down');
+    for (let i = 0; i < 4; i++) assert.equal(await where(c), 'replica2');
+  } finally {
+    cluster.resume(r1);
+  }
+  const deadline = Date.now() + 5000;
+  while (!g.topology.replicas[0]!.healthy && Date.now() < deadline) await sleep(50);
+  const places = new Set<string>();
+  for (let i = 0; i < 4; i++) places.add(await where(c));
+  assert.deepEqual([...places].sort(), ['replica1', 'replica2']);
+  assert.ok(seen.some((e) => e.type === 'node_down' && e.node === 'replica1'));
+  assert.ok(seen.some((e) => e.type === 'node_up' && e.node === 'replica1'));
+});
+
 // ------------------------------------------------------------------ pgbench
 
 test('pgbench -S through the gateway lands on the replicas (transactions counted per node)', { timeout: 60_000 }, async (t) => {
