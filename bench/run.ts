@@ -52,6 +52,8 @@ interface Options {
   poolSize: number;
   json?: string;
   noPgbouncer: boolean;
+  /** Streaming replicas switchyard splits reads to (direct and PgBouncer use the primary only). */
+  replicas: number;
 }
 
 /** Values a preset stands for; any flag given explicitly wins. Flag spelling as on the command line. */
@@ -89,9 +91,30 @@ const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- 
                    transaction, PgBouncer is skipped for -M prepared (it cannot do it before 1.21)
   --pool-size N    switchyard pool.size = max_db_connections = PgBouncer default_pool_size
                    (default: --clients, so no client ever waits for a server connection)
+  --replicas N     start N streaming replicas and let switchyard split reads to them (direct and
+                   PgBouncer stay on the primary); the transactions each node ran are printed
+                   (default 0; the pool mode is then transaction, where splitting happens)
   --json FILE      also write the results as JSON
   --no-pgbouncer   skip PgBouncer even when it is installed
   -h, --help       this text`;
+
+/** Wait until every replica has replayed the primary's current WAL position. */
+async function replayed(cluster: PgCluster): Promise<void> {
+  const target = await cluster.query('SELECT pg_current_wal_insert_lsn()');
+  for (const r of cluster.replicas) {
+    for (let i = 0; ; i++) {
+      if ((await cluster.query(`SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`, r)) === 't') break;
+      if (i > 6000) throw new Error(`${r.name} did not replay ${target} within 10 minutes`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+}
+
+async function commitsPerNode(cluster: PgCluster): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const n of cluster.nodes) out.set(n.name, Number(await cluster.query(`SELECT xact_commit FROM pg_stat_database WHERE datname = '${DATABASE}'`, n)));
+  return out;
+}
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -121,6 +144,7 @@ function parseOptions(argv: string[]): Options | null {
         'pool-size': { type: 'string' },
         json: { type: 'string' },
         'no-pgbouncer': { type: 'boolean' },
+        replicas: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -166,6 +190,7 @@ function parseOptions(argv: string[]): Options | null {
     poolSize: positiveInt('pool-size', values['pool-size'] ?? pv['pool-size'], clients),
     json: values.json,
     noPgbouncer: values['no-pgbouncer'] ?? false,
+    replicas: values.replicas === undefined ? 0 : positiveInt('replicas', values.replicas, 0),
   };
 }
 
@@ -510,6 +535,7 @@ async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Option
     superuserPassword: cluster.superuserPassword,
     overrides: {
       pool: { mode: opts.mode, size: opts.poolSize, max_db_connections: opts.poolSize },
+      replicas: cluster.replicas.map((r) => ({ name: r.name, host: r.host, port: r.port })),
       // warnings and errors only: a per-connection info log would be extra work PgBouncer is not asked to do
       log: { level: 'warn' },
     },
@@ -942,7 +968,7 @@ async function main(): Promise<number> {
   // direct clients + the idle server connections both proxies keep + pgbench's extra connection, with headroom
   const maxConnections = Math.max(200, opts.clients + 2 * opts.poolSize + 50);
   log(`\nstarting PostgreSQL 15 (max_connections ${maxConnections}) ...`);
-  const cluster = await startCluster({ replicas: 0, conf: { max_connections: maxConnections } });
+  const cluster = await startCluster({ replicas: opts.replicas, conf: { max_connections: maxConnections } });
   state.cluster = cluster;
   if (state.interrupted) return 130;
   log(`  primary on ${cluster.primary.host}:${cluster.primary.port} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -959,6 +985,11 @@ async function main(): Promise<number> {
   if (state.interrupted) return 130;
   if (init.code !== 0) throw new Error(`pgbench -i failed (exit ${init.code}):\n${indent(lastLines(init.stderr + init.stdout))}`);
   log(`  done (${((Date.now() - t1) / 1000).toFixed(1)} s)`);
+  if (cluster.replicas.length > 0) {
+    log(`waiting for ${cluster.replicas.length} replica(s) to replay it ...`);
+    await replayed(cluster);
+  }
+  const commitsBefore = await commitsPerNode(cluster);
 
   // --- proxies ---
   log('starting switchyard in its own node process ...');
@@ -1108,6 +1139,14 @@ async function main(): Promise<number> {
   for (const h of [gw, bouncer]) {
     const why = h?.exitInfo();
     if (why) problems.push(`${why} during the benchmark`);
+  }
+  if (cluster.replicas.length > 0) {
+    // An idle server process reports its counts within 10 s (PostgreSQL 15's idle stats flush).
+    log('\nwaiting 11 s for the servers to report their transaction counts ...');
+    await new Promise((r) => setTimeout(r, 11_000));
+    const after = await commitsPerNode(cluster);
+    log('\ntransactions committed per node during the runs (pg_stat_database; the primary also ran direct and PgBouncer):');
+    log(indent([...after].map(([n, v]) => `${n.padEnd(10)} ${String(v - (commitsBefore.get(n) ?? 0)).padStart(10)}`).join('\n')));
   }
   if (problems.length) {
     log(`\nPROBLEMS (${problems.length}):`);

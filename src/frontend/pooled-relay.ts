@@ -445,7 +445,7 @@ export class PooledRelay {
     this.atBoundary = false;
     const p = m.readParse(msg);
     // Routed when it is bound (statementRoute), unless it is the gateway's own setting, refused here.
-    const route = this.host.topology.splitting || GATEWAY_WORD.test(p.sql) ? this.host.router.route(p.sql) : undefined;
+    const route = this.host.topology.splitting || GATEWAY_WORD.test(p.sql) ? this.route(p.sql) : undefined;
     const fx = analyze(p.sql);
     // Effects happen when the statement runs (noted at Bind). What must exist first is made to exist
     // now, when a simple query can still go ahead of the request; a name in the gateway's namespace is
@@ -562,7 +562,7 @@ export class PooledRelay {
   private onQuery(msg: Buffer): void {
     const sql = m.readQuery(msg);
     // Without replicas to split to, only the gateway's own setting needs the router.
-    const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.host.router.route(sql) : UNROUTED;
+    const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.route(sql) : UNROUTED;
     if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
     if (this.routed(d, msg)) return;
     this.atBoundary = true;
@@ -694,14 +694,29 @@ export class PooledRelay {
     return topo.pickReplica(min) ?? topo.primary;
   }
 
+  private memoSql: string | undefined;
+  private memo: Decision | undefined;
+
+  /**
+   * The router's decision, remembered for the last text: a simple query is looked at when it arrives
+   * (a held BEGIN?), when its lease picks a node, and when it is sent.
+   */
+  private route(sql: string): Decision {
+    if (sql === this.memoSql) return this.memo!;
+    const d = this.host.router.route(sql);
+    this.memoSql = sql;
+    this.memo = d;
+    return d;
+  }
+
   /** The decision for a prepared statement (decided at its Parse, or now if it was parsed while not splitting). */
   private statementRoute(name: string): Decision | undefined {
     if (name === '') {
-      if (!this.unnamedRoute && this.unnamedParse && this.host.topology.splitting) this.unnamedRoute = this.host.router.route(m.readParse(this.unnamedParse).sql);
+      if (!this.unnamedRoute && this.unnamedParse && this.host.topology.splitting) this.unnamedRoute = this.route(m.readParse(this.unnamedParse).sql);
       return this.unnamedRoute;
     }
     const st = this.state.statements.get(name);
-    if (st && !st.route && this.host.topology.splitting) st.route = this.host.router.route(m.readParse(st.parse).sql);
+    if (st && !st.route && this.host.topology.splitting) st.route = this.route(m.readParse(st.parse).sql);
     return st?.route;
   }
 
@@ -711,9 +726,9 @@ export class PooledRelay {
     if (!msg) return undefined;
     switch (msg[0]) {
       case T_QUERY:
-        return this.host.router.route(m.readQuery(msg));
+        return this.route(m.readQuery(msg));
       case T_PARSE:
-        return this.host.router.route(m.readParse(msg).sql);
+        return this.route(m.readParse(msg).sql);
       case T_BIND:
         return this.statementRoute(m.readBindStatement(msg));
       case T_FUNCTION_CALL:
@@ -732,7 +747,7 @@ export class PooledRelay {
     const sql = m.readQuery(msg);
     const topo = this.host.topology;
     if (!topo.splitting && !GATEWAY_WORD.test(sql)) return false;
-    const d = this.host.router.route(sql);
+    const d = this.route(sql);
     const socket = this.host.socket;
     if (d.gateway || d.gatewayError) {
       socket.write(this.gatewayAnswer(d));
