@@ -93,7 +93,7 @@ const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- 
                    (default: --clients, so no client ever waits for a server connection)
   --replicas N     start N streaming replicas and let switchyard split reads to them (direct and
                    PgBouncer stay on the primary); the transactions each node ran are printed
-                   (default 0; the pool mode is then transaction, where splitting happens)
+                   (default 0; splitting needs --mode transaction)
   --json FILE      also write the results as JSON
   --no-pgbouncer   skip PgBouncer even when it is installed
   -h, --help       this text`;
