@@ -675,6 +675,8 @@ export class PooledRelay {
   private chooseNode(): DbNode {
     const topo = this.host.topology;
     if (!topo.splitting || this.routeSetting === 'primary' || this.state.pins.length > 0) return topo.primary;
+    // The router reads literals as standard_conforming_strings = on does; a session with it off stays on the primary.
+    if (this.state.settings.get('standard_conforming_strings') === 'off') return topo.primary;
     const held = this.heldBegin;
     const lead = this.leadDecision();
     // Told to use a replica (a hint, or SET switchyard.route): read-your-writes does not hold it back.

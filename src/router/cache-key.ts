@@ -54,11 +54,29 @@ export function cacheKey(sql: string): string {
     if (end - w !== 1) return end;
     const letter = sql.charCodeAt(w) | 0x20;
     const next = sql.charCodeAt(end);
-    if (letter === 0x65 && next === CH.quote) return skipEscapeString(sql, end);
+    if (letter === 0x65 && next === CH.quote) return kept(skipEscapeString(sql, end));
     if (letter === 0x75 && next === CH.amp) {
       const q = sql.charCodeAt(end + 1);
-      if (q === CH.quote || q === CH.dquote) return skipQuoted(sql, end + 1);
+      if (q === CH.quote || q === CH.dquote) return kept(skipQuoted(sql, end + 1));
     }
+    return end;
+  };
+
+  /**
+   * After a string kept whole: a quoted string continuing it across a line break belongs to it and is
+   * read by its rules (an E'' continuation treats \' as a quote), which this key does not follow.
+   */
+  let noKey = false;
+  const kept = (end: number): number => {
+    let j = end;
+    let newline = false;
+    for (;;) {
+      const c = sql.charCodeAt(j);
+      if (c === 0x0a || c === 0x0d) newline = true;
+      else if (!isSpace(c)) break;
+      j++;
+    }
+    if (newline || sql.startsWith('--', j)) noKey = true;
     return end;
   };
 
@@ -97,7 +115,7 @@ export function cacheKey(sql: string): string {
       i++;
     }
   }
-  return copied === 0 ? sql : out + sql.slice(copied);
+  return copied === 0 || noKey ? sql : out + sql.slice(copied);
 }
 
 /** The end of the '...' or $tag$...$tag$ constant at i; -1 when the `$` opens none (a parameter); UNTERMINATED. */

@@ -38,6 +38,24 @@ export type DeclaredSafe = (name: string) => boolean;
 type Json = { readonly [k: string]: unknown };
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null;
 
+/** SHOW of these tells a driver whether the server is writable; the gateway answers for the primary. */
+const SERVER_ROLE_SETTINGS: ReadonlySet<string> = new Set(['transaction_read_only', 'in_hot_standby']);
+
+/** Parse nodes PostgreSQL 16–18 made of what PostgreSQL 15 parses as ordinary function calls. */
+const PG16_SYNTAX: ReadonlySet<string> = new Set([
+  'JsonFuncExpr',
+  'JsonTable',
+  'JsonObjectConstructor',
+  'JsonArrayConstructor',
+  'JsonArrayQueryConstructor',
+  'JsonParseExpr',
+  'JsonScalarExpr',
+  'JsonSerializeExpr',
+  'JsonObjectAgg',
+  'JsonArrayAgg',
+  'MergeSupportFunc',
+]);
+
 const RANK: Readonly<Record<RouteTarget, number>> = { any: 0, replica: 1, primary: 2 };
 const CURSOR_OPT_HOLD = 0x0020;
 
@@ -336,6 +354,8 @@ export class Classifier {
       case 'VariableSetStmt':
         return this.variableSet(s as VariableSetStmt);
       case 'VariableShowStmt':
+        // Whether the server is writable: the gateway stands for the primary (drivers check this).
+        if (SERVER_ROLE_SETTINGS.has(String(s.name ?? '').toLowerCase())) return primary('read: SHOW of the server role');
         return { target: 'replica', reason: 'read: SHOW' };
       case 'ConstraintsSetStmt':
         return any('transaction: SET CONSTRAINTS', true);
@@ -445,6 +465,9 @@ export class Classifier {
         return { ...primary(name === 'role' ? 'session: SET ROLE' : 'session: SET SESSION AUTHORIZATION'), replay: true };
       }
     }
+    // The router reads literals as PostgreSQL does with standard_conforming_strings on: a session that
+    // turns it off is read differently by the server, so it goes to the primary from here on.
+    if (name === 'standard_conforming_strings') return { ...primary('session: SET standard_conforming_strings'), replay: true };
     const set = any(local ? 'session: SET LOCAL' : 'session: SET', true);
     if (name === 'transaction_isolation' && v.kind === 'VAR_SET_VALUE') {
       // SET transaction_isolation = 'serializable' is SET TRANSACTION ISOLATION LEVEL SERIALIZABLE.
@@ -503,6 +526,10 @@ export class Classifier {
           case 'intoClause':
             found ??= 'select into';
             break;
+          default:
+            // The parser is PostgreSQL 18's: on a PostgreSQL 15 server these are calls of functions
+            // found on the search_path (json_query(), json_table(), ...), maybe the user's.
+            if (PG16_SYNTAX.has(key)) found ??= `function ${key}: not known to be replica-safe (SQL/JSON syntax newer than PostgreSQL 15)`;
         }
       }
       // Children go on the stack last first, so the walk runs in the order of the text.
@@ -545,6 +572,13 @@ export class Classifier {
       this.inexact ??= 'dynamic set_config';
       return 'function set_config: dynamic';
     }
-    return local ? undefined : 'function set_config: session setting';
+    if (!local) return 'function set_config: session setting';
+    if (name.toLowerCase() === 'standard_conforming_strings') return 'function set_config: standard_conforming_strings';
+    if (name.toLowerCase() === 'transaction_isolation') {
+      const iso = stringValue(constant(a[1], TEXT_TYPES))?.toLowerCase();
+      // Not a constant: it may be a snapshot isolation level, which must start on the primary.
+      if (iso === undefined || iso === 'repeatable read' || iso === 'serializable') return 'function set_config: snapshot isolation';
+    }
+    return undefined;
   }
 }

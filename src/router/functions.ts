@@ -82,7 +82,7 @@ const SAFE_LIST = `
   num_nulls num_nonnulls pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id
   format_type current_setting current_database current_schema current_schemas current_query version
   system_user current_user session_user current_role current_catalog user xmlexists pg_client_encoding
-  pg_backend_pid pg_is_in_recovery pg_last_wal_replay_lsn pg_last_wal_receive_lsn
+  pg_backend_pid pg_last_wal_replay_lsn pg_last_wal_receive_lsn
   pg_last_xact_replay_timestamp pg_postmaster_start_time pg_conf_load_time pg_jit_available
   pg_listening_channels pg_notification_queue_usage pg_trigger_depth pg_my_temp_schema
   pg_is_other_temp_schema pg_get_wal_replay_pause_state pg_is_wal_replay_paused
@@ -122,6 +122,8 @@ const UNSAFE = new Map<string, string>();
 for (const [why, names] of [
   ['sequence', 'nextval setval currval lastval'],
   ['notify', 'pg_notify'],
+  // Whether the server is writable: the gateway stands for the primary (drivers and tools check this).
+  ['server role', 'pg_is_in_recovery'],
   ['assigns a transaction id', 'txid_current txid_current_if_assigned pg_current_xact_id pg_current_xact_id_if_assigned'],
   [
     'writes WAL',

@@ -54,7 +54,7 @@ const cases: Array<[string, RouteTarget | Expect]> = [
   ['SELECT CASE WHEN a > 0 THEN 1 ELSE 2 END, COALESCE(b, 0), NULLIF(a, b), GREATEST(a, b), LEAST(a, b) FROM t', R],
   ['SELECT CURRENT_DATE, CURRENT_TIMESTAMP, CURRENT_USER, SESSION_USER, SYSTEM_USER, LOCALTIMESTAMP', R],
   ['SELECT now(), clock_timestamp(), statement_timestamp(), random(), gen_random_uuid(), version()', R],
-  ["SELECT current_setting('work_mem'), current_database(), pg_backend_pid(), pg_is_in_recovery(), pg_last_wal_replay_lsn()", R],
+  ["SELECT current_setting('work_mem'), current_database(), pg_backend_pid(), pg_last_wal_replay_lsn()", R],
   ["SELECT has_table_privilege('t', 'SELECT'), pg_get_viewdef('v'::regclass), format_type(23, -1), to_regclass('t'), pg_get_indexdef(1)", R],
   ['SELECT * FROM generate_series(1, 10) g, unnest(ARRAY[1, 2]) u', R],
   ["SELECT jsonb_build_object('a', 1), to_json(t), json_agg(t), jsonb_path_query(j, '$.a') FROM t", R],
@@ -399,6 +399,39 @@ describe('routing table', () => {
     assert.ok(router.stats.hits >= cases.length, `hits ${router.stats.hits}`);
     assert.equal(uncached.stats.size, 0);
   });
+});
+
+test('review findings: server role questions, standard_conforming_strings, isolation by set_config, newer SQL/JSON syntax', () => {
+  const r = new Router();
+  const cases: [string, RouteTarget, string?][] = [
+    ['SHOW transaction_read_only', 'primary', 'server role'],
+    ['SHOW in_hot_standby', 'primary', 'server role'],
+    ['SHOW work_mem', 'replica'],
+    ['SELECT pg_is_in_recovery()', 'primary', 'server role'],
+    ['SET standard_conforming_strings = off', 'primary', 'standard_conforming_strings'],
+    ["SELECT set_config('standard_conforming_strings', 'off', true)", 'primary', 'standard_conforming_strings'],
+    ["SELECT set_config('transaction_isolation', 'serializable', true)", 'primary', 'snapshot'],
+    ["SELECT set_config('transaction_isolation', 'repeatable read', true)", 'primary', 'snapshot'],
+    ["SELECT set_config('transaction_isolation', 'read committed', true)", 'replica'],
+    ["SELECT json_query('{}', '$.a')", 'primary', 'SQL/JSON'],
+    ["SELECT * FROM json_table('[]', '$[*]' COLUMNS (a int PATH '$'))", 'primary', 'SQL/JSON'],
+    ["SELECT json_serialize('{}')", 'primary', 'SQL/JSON'],
+    ["SELECT json_build_object('a', 1)", 'replica'],
+  ];
+  for (const [sql, target, reason] of cases) {
+    const d = r.route(sql);
+    assert.equal(d.target, target, `${sql}: ${d.reason}`);
+    if (reason) assert.match(d.reason, new RegExp(reason.replace(/[/]/g, '\\/')), sql);
+  }
+});
+
+test('cache: a string continued across a line break after E\'\' is not normalised (its continuation follows E-string rules)', () => {
+  const r = new Router();
+  const safe = "SELECT E'a'\n'x' || $$y$$";
+  const lock = "SELECT E'a'\n'\\' || $$', pg_advisory_lock(1) -- $$";
+  assert.equal(r.route(safe).target, 'replica');
+  assert.equal(r.route(lock).target, 'primary', 'not the cached decision of the first text');
+  assert.equal(cacheKey(lock), lock);
 });
 
 test('safeFunctions: declared functions are replica-safe; qualified names must match; sequences stay on the primary', () => {
