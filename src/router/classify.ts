@@ -526,6 +526,12 @@ export class Classifier {
           case 'intoClause':
             found ??= 'select into';
             break;
+          case 'A_Expr': {
+            // OPERATOR(schema.op): a schema-qualified operator outside pg_catalog is the user's, backed by a function.
+            const op = nameParts(v.name);
+            if (op !== undefined && op.length > 1 && op[0] !== 'pg_catalog') found ??= `operator ${op.join('.')}: not known to be replica-safe`;
+            break;
+          }
           default:
             // The parser is PostgreSQL 18's: on a PostgreSQL 15 server these are calls of functions
             // found on the search_path (json_query(), json_table(), ...), maybe the user's.

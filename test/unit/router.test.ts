@@ -417,6 +417,9 @@ test('review findings: server role questions, standard_conforming_strings, isola
     ["SELECT * FROM json_table('[]', '$[*]' COLUMNS (a int PATH '$'))", 'primary', 'SQL/JSON'],
     ["SELECT json_serialize('{}')", 'primary', 'SQL/JSON'],
     ["SELECT json_build_object('a', 1)", 'replica'],
+    ['SELECT 1 OPERATOR(myschema.+) 2', 'primary', 'operator myschema'],
+    ['SELECT 1 OPERATOR(pg_catalog.+) 2', 'replica'],
+    ['SELECT a + b FROM t WHERE a > 1', 'replica'],
   ];
   for (const [sql, target, reason] of cases) {
     const d = r.route(sql);
