@@ -226,7 +226,8 @@ export class PooledRelay {
       this.waitingBytes += msg.length;
       // A client that keeps sending while it waits is held back, so what is kept for it stays bounded.
       if (this.waitingBytes >= MAX_WAITING_BYTES) this.pauseClient();
-      if (this.phase === 'idle') this.lease();
+      // Leased at the end of the batch (flush): the node is chosen seeing all of it (BEGIN and its first statement).
+      if (this.phase === 'idle') this.leaseDue = true;
       return true;
     }
     if (msg[0] === T_TERMINATE) return false;
@@ -236,6 +237,10 @@ export class PooledRelay {
 
   /** Write what handle() produced; call after a batch of fromClient(). */
   flush(): void {
+    if (this.leaseDue) {
+      this.leaseDue = false;
+      if (this.phase === 'idle' && this.waiting.length > 0) this.lease();
+    }
     const server = this.server;
     if (this.expected[this.head]?.fake) this.answerOwn();
     const out = this.toServer;
@@ -258,6 +263,8 @@ export class PooledRelay {
   }
 
   private clientPaused = false;
+  /** A message arrived with no connection held: lease one when the batch is in. */
+  private leaseDue = false;
 
   /** Reading from the client stops while its bytes cannot go anywhere (each call is a syscall, so only on a change). */
   private pauseClient(): void {
@@ -724,20 +731,40 @@ export class PooledRelay {
 
   /** The decision for the first statement waiting to run (undefined: a message that runs no statement). */
   private leadDecision(): Decision | undefined {
-    const msg = this.waiting[0];
-    if (!msg) return undefined;
-    switch (msg[0]) {
-      case T_QUERY:
-        return this.route(m.readQuery(msg));
-      case T_PARSE:
-        return this.route(m.readParse(msg).sql);
-      case T_BIND:
-        return this.statementRoute(m.readBindStatement(msg));
-      case T_FUNCTION_CALL:
-        return FUNCTION_CALL;
-      default:
-        return undefined;
+    // A plain BEGIN in the extended protocol (pgjdbc sends one ahead of the first statement, in the
+    // same write) does not decide: the statement after it does.
+    let begin: Decision | undefined;
+    const parsedHere = new Map<string, Decision>();
+    for (const msg of this.waiting) {
+      let d: Decision | undefined;
+      switch (msg[0]) {
+        case T_QUERY:
+          d = this.route(m.readQuery(msg));
+          break;
+        case T_PARSE: {
+          const p = m.readParse(msg);
+          d = this.route(p.sql);
+          parsedHere.set(p.name, d);
+          continue; // decided by its Bind (a Parse alone runs nothing), unless nothing else comes
+        }
+        case T_BIND: {
+          const name = m.readBindStatement(msg);
+          d = parsedHere.get(name) ?? this.statementRoute(name);
+          break;
+        }
+        case T_FUNCTION_CALL:
+          return FUNCTION_CALL;
+        default:
+          continue;
+      }
+      if (d === undefined) continue;
+      if (d.txn === 'begin' && d.target !== 'primary' && d.hint === undefined) {
+        begin ??= d;
+        continue;
+      }
+      return d;
     }
+    return begin ?? parsedHere.values().next().value;
   }
 
   /**

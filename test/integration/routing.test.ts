@@ -407,6 +407,22 @@ test('pipelines that switch answer exactly as PostgreSQL: an error before the wr
   }
 });
 
+test('an extended-protocol BEGIN sent with its first statement (as pgjdbc does) goes where that statement goes', async () => {
+  const g = await gateway({ routing: { consistency: 'eventual' } });
+  const seen = events(g);
+  const P = m.parse;
+  const B = m.bind;
+  const E = m.execute;
+  const S = m.sync;
+  const write = await rawRun(g.port, [], [P('', 'BEGIN'), B(''), E(), P('', "INSERT INTO rw (v) VALUES ('jdbc-like') RETURNING current_setting('port')"), B(''), E(), S(), m.query('COMMIT')], 2);
+  assert.equal(write, `1 2 C:BEGIN 1 2 D:${cluster.primary.port} C:INSERT 0 1 Z:T C:COMMIT Z:I`);
+  const read = await rawRun(g.port, [], [P('', 'BEGIN'), B(''), E(), P('', "SELECT current_setting('port')"), B(''), E(), S(), m.query('COMMIT')], 2);
+  assert.match(read, /^1 2 C:BEGIN 1 2 D:(\d+) C:SELECT 1 Z:T C:COMMIT Z:I$/);
+  assert.match(nodeName(/D:(\d+)/.exec(read)![1]!), /^replica/);
+  assert.equal(seen.filter((e) => e.type === 'txn_switched').length, 0, 'nothing had to move');
+  assert.equal(await count('jdbc-like'), 1);
+});
+
 test('held BEGIN: the first statement places the transaction (a write leases only the primary); a trailing comment is harmless', async () => {
   const c = await client();
   const seen = events(gw);
