@@ -12,7 +12,7 @@ import { NotifyHubs } from './session/notify-hub.js';
 import { StatementRegistry } from './session/state.js';
 import { loadParser } from './session/analyze.js';
 import type { PoolManager } from './pool/pool.js';
-import { Topology } from './balancer/topology.js';
+import { Topology, type DbNode } from './balancer/topology.js';
 import { Router } from './router/router.js';
 import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
@@ -24,15 +24,20 @@ export const VERSION = '0.1.0';
 
 export interface GatewayOptions {
   logger?: Logger;
+  /** The file the config came from: reload (SIGHUP, the API) reads it again. */
+  configFile?: string;
+}
+
+/** What a reload did: sections applied live, and changes that need a restart to take effect. */
+export interface ReloadResult {
+  applied: string[];
+  restart_required: string[];
 }
 
 export class Gateway {
   readonly events: EventBus;
   readonly log: Logger;
-  /** The primary's pools (session pooling, the listening connections). */
-  readonly pools: PoolManager;
   readonly topology: Topology;
-  readonly router: Router;
   readonly hubs: NotifyHubs;
   /** pin_started events counted by reason since start. */
   readonly pinsByReason = new Map<string, number>();
@@ -56,23 +61,27 @@ export class Gateway {
       credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
       onEvent: (e) => this.events.emit(e),
     });
-    this.pools = this.topology.primary.pools;
-    this.router = new Router({ safeFunctions: config.routing.replica_safe_functions, cacheSize: config.routing.cache_size });
+    const router = new Router({ safeFunctions: config.routing.replica_safe_functions, cacheSize: config.routing.cache_size });
     // Pins by reason, for the status API (and the metrics to come).
     this.events.on((e) => {
       if (e.type === 'pin_started') this.pinsByReason.set(e.reason, (this.pinsByReason.get(e.reason) ?? 0) + 1);
+      // Notifications come from the primary: the listening connections follow it.
+      if (e.type === 'primary_changed') this.hubs.reconnectAll(`the primary is now "${e.to}"`);
     });
     this.hubs = new NotifyHubs(
       (database, user) => this.pools.openDedicated(database, user),
       (e) => this.events.emit(e),
     );
     const t = config.auth;
+    const topology = this.topology;
     this.ctx = {
       config,
       tlsContext: config.listen.tls ? tls.createSecureContext({ cert: fs.readFileSync(config.listen.tls.cert), key: fs.readFileSync(config.listen.tls.key) }) : undefined,
       credentials: this.credentials,
       throttle: new LoginThrottle({ threshold: t.failed_login_threshold, windowMs: t.failed_login_window_ms, maxDelayMs: t.failed_login_max_delay_ms }),
-      pools: this.pools,
+      get pools() {
+        return topology.primary.pools;
+      },
       events: this.events,
       mockSecret: crypto.randomBytes(32),
       cancelKeys: new CancelKeys(),
@@ -80,8 +89,15 @@ export class Gateway {
       hubs: this.hubs,
       registry: new StatementRegistry(),
       topology: this.topology,
-      router: this.router,
+      router,
     };
+    this.configFile = opts.configFile;
+  }
+
+  readonly configFile: string | undefined;
+
+  get router(): Router {
+    return this.ctx.router;
   }
 
   /** Start listening for clients (and the admin API when admin.port is not 0). */
@@ -116,6 +132,11 @@ export class Gateway {
     });
   }
 
+  /** The pools of the node that is the primary now (session pooling, the listening connections). */
+  get pools(): PoolManager {
+    return this.topology.primary.pools;
+  }
+
   /** The client port actually bound (useful with port 0). */
   get port(): number {
     return (this.server?.address() as net.AddressInfo).port;
@@ -130,7 +151,7 @@ export class Gateway {
     const q = this.config.auth.query!;
     const password = q.password ?? this.config.auth.users.find((u) => u.name === q.user)?.password;
     const conn = await ServerConnection.connect({
-      endpoint: this.config.primary,
+      endpoint: this.topology.primary.config,
       user: q.user,
       database: q.database,
       credentials: password !== undefined ? { password } : null,
@@ -145,6 +166,85 @@ export class Gateway {
     } finally {
       conn.close();
     }
+  }
+
+  /**
+   * Apply a new configuration without dropping clients: replicas from the file are added, re-weighted
+   * or drained away (ones added through the API stay), and the balancer, routing, pool limits and log
+   * level change in place. What cannot change live (listen, admin, primary, auth, TLS, monitor) is
+   * reported, not applied.
+   */
+  reload(next: Config): ReloadResult {
+    const cur = this.config;
+    const applied: string[] = [];
+    const restart: string[] = [];
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const topo = this.topology;
+
+    const wanted = new Map(next.replicas.map((r) => [r.name, r]));
+    for (const r of next.replicas) {
+      const have = topo.node(r.name);
+      if (!have) {
+        topo.addReplica(r, 'config');
+        applied.push(`replicas: added ${r.name}`);
+      } else if (have === topo.primary) {
+        restart.push(`replicas: ${r.name} is the primary now`);
+      } else if (have.config.host !== r.host || have.config.port !== r.port) {
+        // A new address is a new server: the old one is drained first, then the new one joins under the name.
+        void topo.removeReplica(r.name, true).then(() => {
+          if (!topo.node(r.name)) topo.addReplica(r, 'config');
+        });
+        applied.push(`replicas: ${r.name} moves to ${r.host}:${r.port} (the old address is drained first)`);
+      } else if (have.weight !== r.weight) {
+        topo.updateReplica(r);
+        applied.push(`replicas: ${r.name} weight ${r.weight}`);
+      }
+    }
+    for (const n of topo.nodes) {
+      if (n !== topo.primary && n.source === 'config' && !wanted.has(n.name) && !n.draining) {
+        void topo.removeReplica(n.name, true);
+        applied.push(`replicas: draining ${n.name}`);
+      }
+    }
+    cur.replicas = next.replicas;
+
+    if (!same(cur.balancer, next.balancer)) {
+      topo.applyBalancer(next.balancer);
+      applied.push('balancer');
+    }
+    if (!same(cur.routing, next.routing)) {
+      if (cur.routing.cache_size !== next.routing.cache_size || !same(cur.routing.replica_safe_functions, next.routing.replica_safe_functions)) {
+        this.ctx.router = new Router({ safeFunctions: next.routing.replica_safe_functions, cacheSize: next.routing.cache_size });
+      }
+      Object.assign(cur.routing, next.routing);
+      applied.push('routing');
+    }
+    if (!same(cur.pool, next.pool)) {
+      // Read field by field by the pools, so new limits apply to the next lease.
+      Object.assign(cur.pool, next.pool);
+      applied.push('pool');
+    }
+    if (cur.log.level !== next.log.level) {
+      cur.log.level = next.log.level;
+      this.log.level = next.log.level;
+      applied.push('log');
+    }
+    for (const k of ['listen', 'admin', 'primary', 'server_tls', 'auth', 'monitor'] as const) {
+      if (!same(cur[k], next[k])) restart.push(k);
+    }
+    this.events.emit({ type: 'config_reloaded', changed: applied, restart_required: restart });
+    return { applied, restart_required: restart };
+  }
+
+  /** The replicas and the primary as they are now (GET /api/v1/topology). */
+  topologyView() {
+    const t = this.topology;
+    return {
+      primary: nodeView(t.primary),
+      replicas: t.nodes.filter((n) => n !== t.primary).map((n) => nodeView(n)),
+      read_write_split: t.splitting,
+      balancer: this.config.balancer,
+    };
   }
 
   /** Cancel keys handed out and not yet released (one per logged-in client). */
@@ -173,7 +273,7 @@ export class Gateway {
         connected_at: new Date(s.connectedAt).toISOString(),
       })),
       pools: this.topology.nodes.flatMap((n) => n.pools.stats()),
-      nodes: this.topology.nodes.map((n) => ({ name: n.name, role: n.role, healthy: n.healthy, lsn: n.lsn, leases: n.leases, error: n.lastError ?? null })),
+      nodes: this.topology.nodes.map((n) => nodeView(n)),
       routing: { split: this.topology.splitting, cache: { ...this.router.stats } },
       events: Object.fromEntries(this.events.counts),
       pins_started_by_reason: Object.fromEntries(this.pinsByReason),
@@ -182,7 +282,7 @@ export class Gateway {
 
   /** Can the gateway serve: is the primary accepting TCP connections? */
   primaryReachable(timeoutMs = 1000): Promise<boolean> {
-    const { host, port } = this.config.primary;
+    const { host, port } = this.topology.primary.config;
     return new Promise((resolve) => {
       const s = net.connect({ host, port });
       const done = (ok: boolean) => {
@@ -204,4 +304,27 @@ export class Gateway {
     await this.admin?.close();
     await closed;
   }
+}
+
+/** A node as the status and topology APIs show it. */
+export function nodeView(n: DbNode) {
+  return {
+    name: n.name,
+    host: n.config.host,
+    port: n.config.port,
+    weight: n.weight,
+    role: n.role,
+    state: n.draining ? 'draining' : n.banned ? 'banned' : !n.healthy ? 'down' : n.lagging ? 'lagging' : n.role === 'replica' && !n.probed ? 'pending' : 'active',
+    healthy: n.healthy,
+    in_recovery: n.inRecovery ?? null,
+    timeline: n.timeline ?? null,
+    lsn: n.lsn,
+    lag_bytes: n.lagBytes ?? null,
+    lag_ms: n.lagMs ?? null,
+    replay_timestamp: n.replayAt,
+    connections_in_use: n.inUse,
+    leases: n.leases,
+    source: n.source,
+    error: n.lastError ?? null,
+  };
 }

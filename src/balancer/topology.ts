@@ -1,31 +1,76 @@
-// The database nodes a gateway routes to: one pool manager per node, round robin over healthy replicas,
-// and the WAL positions (polled in the background) that read-your-writes is decided by.
+// The database nodes a gateway routes to, as they are now: which one is the primary (detected, not
+// just configured), which replicas may take reads (bans, lag, drains), the balancer that picks among
+// them, and the WAL positions (polled in the background) that read-your-writes and lag are decided by.
 
 import { performance } from 'node:perf_hooks';
 import { ServerConnection, type ServerCredentials } from '../backend/server-connection.js';
 import { PoolManager, type PoolEvent } from '../pool/pool.js';
-import type { Config, NodeConfig } from '../config/types.js';
+import { makeBalancer, type Balancer } from './strategy.js';
+import type { BalancerConfig, Config, NodeConfig } from '../config/types.js';
+
+/**
+ * primary: takes writes. replica: in recovery, may take reads. fenced: writable but not the primary
+ * (a former primary still up after a promotion, a server that is not part of this cluster): it takes nothing.
+ */
+export type NodeRole = 'primary' | 'replica' | 'fenced';
 
 export type NodeEvent =
-  | { type: 'node_down'; node: string; role: 'primary' | 'replica'; message: string }
-  | { type: 'node_up'; node: string; role: 'primary' | 'replica' };
+  | { type: 'node_down'; node: string; role: NodeRole; message: string }
+  | { type: 'node_up'; node: string; role: NodeRole }
+  | { type: 'replica_added'; node: string; host: string; port: number; weight: number; source: NodeSource }
+  | { type: 'replica_draining'; node: string }
+  | { type: 'replica_removed'; node: string; drained: boolean }
+  | { type: 'replica_banned'; node: string; message: string; ban_ms: number }
+  | { type: 'replica_unbanned'; node: string }
+  | { type: 'replica_lagging'; node: string; lag_bytes: number | null; lag_ms: number | null }
+  | { type: 'replica_caught_up'; node: string; lag_bytes: number | null; lag_ms: number | null }
+  | { type: 'role_changed'; node: string; from: NodeRole; to: NodeRole }
+  | { type: 'primary_changed'; from: string; to: string; timeline: number | null };
+
+/** Where a replica came from: the config file (a reload may remove it) or the admin API (only the API removes it). */
+export type NodeSource = 'config' | 'api';
 
 export class DbNode {
-  /** Reachable and answering the monitor's query (or, without a monitor, not yet seen failing). */
+  /** Reachable and answering (or, without a monitor, not seen failing). */
   healthy = true;
-  /** WAL position in bytes: written on the primary, replayed on a replica; -1 until first read. */
-  lsn = -1;
+  /** Reads are kept off the node until then (performance.now() time); 0 when not banned. */
+  bannedUntil = 0;
+  banned = false;
   /** Why the node is not healthy. */
   lastError: string | undefined;
-  /** Server connections leased from this node's pools (one per client transaction, roughly). */
+  /** WAL position in bytes: inserted on the primary, replayed on a replica; -1 until first read. */
+  lsn = -1;
+  /** pg_last_xact_replay_timestamp() as the server printed it (replicas). */
+  replayAt: string | null = null;
+  /** Timeline of a writable node (from the name of its current WAL file). */
+  timeline: number | undefined;
+  /** What the last successful probe said: undefined before one. */
+  inRecovery: boolean | undefined;
+  /** Passed a probe since it was added (a new replica takes reads only after that, when there is a monitor). */
+  probed = false;
+  lagBytes: number | undefined;
+  lagMs: number | undefined;
+  lagging = false;
+  /** Leaving: takes no new transactions; removed when its last connection is gone. */
+  draining = false;
+  removed = false;
+  /** Server connections leased from this node's pools since start (one per client transaction, roughly). */
   leases = 0;
   constructor(
-    readonly config: NodeConfig,
-    readonly role: 'primary' | 'replica',
+    public config: NodeConfig,
+    public role: NodeRole,
     readonly pools: PoolManager,
+    readonly source: NodeSource,
   ) {}
   get name(): string {
     return this.config.name;
+  }
+  get weight(): number {
+    return this.config.weight;
+  }
+  /** Server connections in use right now (least-connections balances on this). */
+  get inUse(): number {
+    return this.pools.inUse;
   }
 }
 
@@ -35,11 +80,10 @@ interface Sample {
   lsn: number;
 }
 
-/** Without a monitor login, a node taken out of rotation is tried again after this long. */
-const RETRY_UNMONITORED_MS = 5000;
-
 /** Samples kept: at the default 100 ms this covers 12.8 s, longer than any write waits to be replayed. */
 const SAMPLES = 128;
+/** One sample a second for ten minutes, so a long lag is measured as long as it is. */
+const COARSE_SAMPLES = 600;
 
 export interface TopologyOptions {
   config: Config;
@@ -49,66 +93,120 @@ export interface TopologyOptions {
 }
 
 export class Topology {
-  readonly primary: DbNode;
-  readonly replicas: DbNode[];
-  private next = 0;
+  primary: DbNode;
+  /** Every node that is not the primary and not removed: replicas, fenced nodes, draining ones. */
+  private others: DbNode[];
+  private balancer: Balancer;
   private readonly samples: Sample[] = [];
+  private readonly coarse: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly monitors = new Map<DbNode, ServerConnection>();
   /** Nodes whose check is in flight: each node is checked on its own, so one that hangs holds up no other. */
   private readonly polling = new Set<DbNode>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private closed = false;
 
   constructor(private readonly opts: TopologyOptions) {
     const c = opts.config;
-    const make = (n: NodeConfig, role: 'primary' | 'replica') =>
-      new DbNode(
-        n,
-        role,
-        new PoolManager({
-          node: n.name,
-          endpoint: n,
-          pool: c.pool,
-          tls: c.server_tls,
-          maxMessageBytes: opts.maxMessageBytes,
-          credentials: opts.credentials,
-          onEvent: opts.onEvent,
-        }),
-      );
-    this.primary = make(c.primary, 'primary');
-    this.replicas = c.replicas.map((r) => make(r, 'replica'));
+    this.primary = this.makeNode(c.primary, 'primary', 'config');
+    this.others = c.replicas.map((r) => this.makeNode(r, 'replica', 'config'));
+    this.balancer = makeBalancer(c.balancer.strategy);
   }
 
+  private makeNode(n: NodeConfig, role: NodeRole, source: NodeSource): DbNode {
+    const c = this.opts.config;
+    const node = new DbNode(
+      n,
+      role,
+      new PoolManager({
+        node: n.name,
+        endpoint: n,
+        pool: c.pool,
+        tls: c.server_tls,
+        maxMessageBytes: this.opts.maxMessageBytes,
+        credentials: this.opts.credentials,
+        onEvent: this.opts.onEvent,
+      }),
+      source,
+    );
+    // Without background checks nothing would ever probe it: it serves until a lease fails.
+    if (!this.monitored) node.probed = true;
+    return node;
+  }
+
+  private get cfg(): BalancerConfig {
+    return this.opts.config.balancer;
+  }
+
+  private get monitored(): boolean {
+    return this.opts.config.monitor.user !== undefined;
+  }
+
+  /** Every node the gateway knows, the primary first. */
   get nodes(): DbNode[] {
-    return [this.primary, ...this.replicas];
+    return [this.primary, ...this.others];
+  }
+
+  /** Nodes in recovery that are part of the read pool (draining ones included until they are gone). */
+  get replicas(): DbNode[] {
+    return this.others.filter((n) => n.role === 'replica');
+  }
+
+  node(name: string): DbNode | undefined {
+    return this.nodes.find((n) => n.name === name);
   }
 
   /** Whether reads may go to replicas at all. */
   get splitting(): boolean {
-    return this.opts.config.routing.read_write_split && this.replicas.length > 0;
+    return this.opts.config.routing.read_write_split && this.others.some((n) => n.role === 'replica' && !n.draining);
   }
 
   /**
-   * The next healthy replica in round-robin order whose replayed position is at least minLsn (any replayed
-   * position when minLsn is undefined); undefined when there is none.
+   * The node for a read: a replica chosen by the balancer among those that may take reads (not banned,
+   * not lagging, not draining, probed, weight above 0) and have replayed minLsn; the primary per
+   * balancer.include_primary, and whenever no replica has replayed minLsn (read-your-writes comes first).
+   * With include_primary 'never' and every replica out, bans and lag limits are lifted.
    */
-  pickReplica(minLsn?: number): DbNode | undefined {
-    const rs = this.replicas;
-    for (let i = 0; i < rs.length; i++) {
-      const r = rs[(this.next + i) % rs.length]!;
-      if (!r.healthy || (minLsn !== undefined && r.lsn < minLsn)) continue;
-      this.next = (this.next + i + 1) % rs.length;
-      return r;
+  pickRead(clientKey?: string, minLsn?: number): DbNode {
+    const now = performance.now();
+    const usable: DbNode[] = [];
+    const ready: DbNode[] = [];
+    for (const n of this.others) {
+      if (n.role !== 'replica' || n.draining || n.weight <= 0) continue;
+      if (this.monitored && !n.probed) continue;
+      if (minLsn !== undefined && n.lsn < minLsn) continue;
+      usable.push(n);
+      if (!this.isBanned(n, now) && !n.lagging) ready.push(n);
     }
-    return undefined;
+    const include = this.cfg.include_primary;
+    if (include === 'always' && this.primary.weight > 0) ready.push(this.primary);
+    if (ready.length > 0) return this.balancer.pick(ready, clientKey)!;
+    if (include === 'never' && usable.length > 0) return this.balancer.pick(usable, clientKey)!;
+    return this.primary;
+  }
+
+  /** A ban lasts ban_ms and, with a monitor, until a probe succeeds again (the probe clears `banned`). */
+  private isBanned(n: DbNode, now: number): boolean {
+    if (!n.banned) return false;
+    if (now < n.bannedUntil || this.monitored) return true;
+    // Without a monitor nothing else would bring it back: the ban simply runs out.
+    this.unban(n);
+    return false;
+  }
+
+  /** Kept for callers that only want a replica: undefined when the pick is the primary. */
+  pickReplica(minLsn?: number, clientKey?: string): DbNode | undefined {
+    const n = this.pickRead(clientKey, minLsn);
+    return n === this.primary ? undefined : n;
   }
 
   /**
-   * Whether every replica has replayed minLsn, so a client's read-your-writes window can close. Down
+   * Whether every replica has replayed minLsn, so a client's read-your-writes window can close. Banned
    * ones count too: one that comes back must not serve the client a read from before its write.
    */
   allReplayed(minLsn: number): boolean {
-    return this.replicas.every((r) => r.lsn >= minLsn);
+    for (const n of this.others) if (n.role === 'replica' && !n.draining && n.lsn < minLsn) return false;
+    return true;
   }
 
   /**
@@ -130,37 +228,170 @@ export class Topology {
     if (lsn < 0) return;
     this.samples.push({ sentAt, lsn });
     if (this.samples.length > SAMPLES) this.samples.shift();
+    const last = this.coarse[this.coarse.length - 1];
+    if (!last || sentAt - last.sentAt >= 1000) {
+      this.coarse.push({ sentAt, lsn });
+      if (this.coarse.length > COARSE_SAMPLES) this.coarse.shift();
+    }
   }
 
-  /** A lease or connection to the node failed: take it out of rotation until the monitor sees it again. */
+  /**
+   * How long a replica that had replayed `lsn` when asked at `at` is behind: since the first primary
+   * sample, sent before `at`, that it had not replayed. (The replay timestamp is no measure: it stops
+   * while the primary writes nothing.) Undefined before any sample.
+   */
+  lagMsOf(lsn: number, at: number): number | undefined {
+    if (this.samples.length === 0) return undefined;
+    const first = (list: Sample[]) => list.find((s) => s.sentAt <= at && s.lsn > lsn);
+    const oldest = this.samples[0]!;
+    const s = oldest.lsn > lsn && oldest.sentAt <= at ? (first(this.coarse) ?? oldest) : first(this.samples);
+    return s ? Math.max(0, Math.round(at - s.sentAt)) : 0;
+  }
+
+  /** A lease or connection to the node failed: take a replica out of rotation for ban_ms; note a primary down. */
   markDown(node: DbNode, message: string): void {
+    if (node.removed) return;
+    node.lastError = message;
+    if (node.role === 'replica') return this.ban(node, message);
     if (!node.healthy) return;
     node.healthy = false;
-    node.lastError = message;
     this.opts.onEvent({ type: 'node_down', node: node.name, role: node.role, message });
-    // Without background checks nothing would bring it back: try it again after a while.
-    if (!this.timer && !this.closed) setTimeout(() => this.markUp(node), RETRY_UNMONITORED_MS).unref();
   }
 
-  private markUp(node: DbNode): void {
+  private ban(node: DbNode, message: string): void {
+    node.healthy = false;
+    const banMs = this.cfg.ban_ms;
+    node.bannedUntil = performance.now() + banMs;
+    if (node.banned) return;
+    node.banned = true;
+    this.opts.onEvent({ type: 'replica_banned', node: node.name, message, ban_ms: banMs });
+    if (!this.monitored && !this.closed) {
+      // Nothing else looks at it again: try it when the ban runs out.
+      const t = setTimeout(() => {
+        this.retryTimers.delete(t);
+        if (node.banned) this.unban(node);
+      }, banMs);
+      t.unref();
+      this.retryTimers.add(t);
+    }
+  }
+
+  private unban(node: DbNode): void {
+    node.banned = false;
+    node.bannedUntil = 0;
+    node.healthy = true;
+    node.lastError = undefined;
+    this.opts.onEvent({ type: 'replica_unbanned', node: node.name });
+  }
+
+  /** A probe succeeded: the node is up, and a replica whose ban has run out takes reads again. */
+  private noteUp(node: DbNode): void {
+    if (node.role === 'replica' && node.banned) {
+      if (performance.now() >= node.bannedUntil) this.unban(node);
+      return;
+    }
     node.lastError = undefined;
     if (node.healthy) return;
     node.healthy = true;
     this.opts.onEvent({ type: 'node_up', node: node.name, role: node.role });
   }
 
-  /** Start polling every node's WAL position (nothing to do without replicas to route to). */
+  // ------------------------------------------------------------ changes at runtime
+
+  /** A new replica: it takes reads once it passes a probe (at once without a monitor). */
+  addReplica(cfg: NodeConfig, source: NodeSource): DbNode {
+    if (this.node(cfg.name)) throw new Error(`a node named "${cfg.name}" exists already`);
+    const n = this.makeNode(cfg, 'replica', source);
+    this.others.push(n);
+    this.opts.onEvent({ type: 'replica_added', node: n.name, host: cfg.host, port: cfg.port, weight: cfg.weight, source });
+    this.ensurePolling();
+    return n;
+  }
+
+  /**
+   * Take a replica out. drain: it takes no new transactions, clients finish the ones they have there,
+   * then it is gone. Otherwise its connections close now: a client in a transaction there gets an error
+   * for that transaction only. Resolves when the node is gone.
+   */
+  removeReplica(name: string, drain: boolean): Promise<void> {
+    const n = this.others.find((x) => x.name === name);
+    if (!n) return Promise.reject(new Error(`no replica named "${name}"`));
+    if (!n.draining) {
+      n.draining = true;
+      if (drain) {
+        this.opts.onEvent({ type: 'replica_draining', node: n.name });
+        n.pools.drain('is being drained');
+      }
+    }
+    if (!drain) n.pools.closeAll('was removed');
+    return this.whenEmpty(n, drain);
+  }
+
+  private readonly emptyWaits = new Map<DbNode, Promise<void>>();
+
+  private whenEmpty(n: DbNode, drained: boolean): Promise<void> {
+    let p = this.emptyWaits.get(n);
+    if (p) return p;
+    p = new Promise<void>((resolve) => {
+      const check = () => {
+        if (n.pools.total > 0 && !this.closed) return void setTimeout(check, 50).unref();
+        this.emptyWaits.delete(n);
+        this.forget(n, drained);
+        resolve();
+      };
+      check();
+    });
+    this.emptyWaits.set(n, p);
+    return p;
+  }
+
+  private forget(n: DbNode, drained: boolean): void {
+    if (n.removed) return;
+    n.removed = true;
+    this.others = this.others.filter((x) => x !== n);
+    this.monitors.get(n)?.close();
+    this.monitors.delete(n);
+    n.pools.close();
+    this.opts.onEvent({ type: 'replica_removed', node: n.name, drained });
+  }
+
+  /** A changed weight (or address: then the node is replaced) from a reload. */
+  updateReplica(cfg: NodeConfig): void {
+    const n = this.others.find((x) => x.name === cfg.name);
+    if (n) n.config = { ...n.config, weight: cfg.weight };
+  }
+
+  /** balancer settings from a reload: a new strategy starts with fresh balancer state. */
+  applyBalancer(next: BalancerConfig): void {
+    const strategyChanged = next.strategy !== this.cfg.strategy;
+    this.opts.config.balancer = next;
+    if (strategyChanged) this.balancer = makeBalancer(next.strategy);
+    for (const n of this.others) this.judgeLag(n);
+  }
+
+  // ------------------------------------------------------------ background checks
+
+  /** Start checking every node (once there are replicas: the checks serve reads and failover). */
   start(): void {
-    if (!this.splitting || this.opts.config.monitor.user === undefined) return;
+    this.started = true;
+    this.ensurePolling();
+  }
+
+  private started = false;
+
+  private ensurePolling(): void {
+    if (!this.started || this.timer || this.closed || !this.monitored) return;
+    if (!this.opts.config.routing.read_write_split || this.others.length === 0) return;
     this.timer = setInterval(() => this.poll(), this.opts.config.monitor.interval_ms);
     this.timer.unref();
     this.poll();
   }
 
-  private poll(): void {
-    if (this.closed) return;
+  /** Check the nodes now (between timer ticks: a connection was lost and the node may be down). */
+  poll(): void {
+    if (this.closed || !this.timer) return;
     for (const n of this.nodes) {
-      if (this.polling.has(n)) continue;
+      if (this.polling.has(n) || n.removed) continue;
       this.polling.add(n);
       void this.pollNode(n).finally(() => this.polling.delete(n));
     }
@@ -174,19 +405,108 @@ export class Topology {
       const conn = await this.monitor(node);
       const sentAt = performance.now();
       timer = setTimeout(() => conn.destroy(new Error(`no answer to the monitor's query within ${limit} ms`)), limit);
-      const r = await conn.query(LSN_SQL);
+      const r = await conn.query(PROBE_SQL);
       clearTimeout(timer);
       if (r.error) throw r.error;
-      const lsn = parseLsn(r.rows[0]?.[0] ?? null);
-      if (node.role === 'primary') this.notePrimaryLsn(sentAt, lsn);
-      else node.lsn = lsn;
-      this.markUp(node);
+      const row = r.rows[0];
+      if (!row) throw new Error('the probe returned no row');
+      if (this.closed || node.removed) return;
+      this.noteProbe(node, sentAt, row);
     } catch (e) {
       clearTimeout(timer);
       this.monitors.get(node)?.close();
       this.monitors.delete(node);
-      if (!this.closed) this.markDown(node, (e as Error).message);
+      if (!this.closed && !node.removed) {
+        node.inRecovery = undefined;
+        this.markDown(node, (e as Error).message);
+        this.decideRoles();
+      }
     }
+  }
+
+  private noteProbe(node: DbNode, sentAt: number, row: (string | null)[]): void {
+    const inRecovery = row[0] === 't';
+    node.inRecovery = inRecovery;
+    node.probed = true;
+    node.replayAt = row[2] ?? null;
+    node.timeline = row[3] ? parseInt(row[3].slice(0, 8), 16) : undefined;
+    const lsn = parseLsn(row[1] ?? null);
+    if (node === this.primary && !inRecovery) this.notePrimaryLsn(sentAt, lsn);
+    else node.lsn = inRecovery ? lsn : insertToEnd(lsn);
+    this.noteUp(node);
+    this.decideRoles();
+    if (node.role === 'replica') {
+      node.lagBytes = this.primary.lsn >= 0 && node.lsn >= 0 ? Math.max(0, this.primary.lsn - node.lsn) : undefined;
+      node.lagMs = this.lagMsOf(node.lsn, sentAt);
+      this.judgeLag(node);
+    }
+  }
+
+  private judgeLag(n: DbNode): void {
+    if (n.role !== 'replica') return;
+    const { max_replica_lag_ms: maxMs, max_replica_lag_bytes: maxBytes } = this.cfg;
+    const over = (maxMs > 0 && n.lagMs !== undefined && n.lagMs > maxMs) || (maxBytes > 0 && n.lagBytes !== undefined && n.lagBytes > maxBytes);
+    if (over === n.lagging) return;
+    n.lagging = over;
+    const e = { node: n.name, lag_bytes: n.lagBytes ?? null, lag_ms: n.lagMs ?? null };
+    this.opts.onEvent(over ? { type: 'replica_lagging', ...e } : { type: 'replica_caught_up', ...e });
+  }
+
+  /**
+   * Roles follow what the servers say. The primary stays while it is writable and no writable node is
+   * on a later timeline. A writable node on a later timeline (a promoted replica), or any writable node
+   * once the primary is in recovery or down with its timeline unknown, becomes the primary: the old
+   * one's connections are closed so no write lands there. Writable nodes that are not the primary are
+   * fenced; nodes in recovery are replicas.
+   */
+  private decideRoles(): void {
+    const p = this.primary;
+    let best: DbNode | undefined;
+    for (const n of this.others) {
+      if (n.inRecovery !== false || n.timeline === undefined || n.removed) continue;
+      if (!best || n.timeline > best.timeline!) best = n;
+    }
+    const primaryWritable = p.inRecovery === false;
+    if (best) {
+      const later = p.timeline !== undefined && best.timeline! > p.timeline;
+      const primaryGone = !primaryWritable && (p.inRecovery === true || p.timeline === undefined);
+      if (later || primaryGone) this.promote(best);
+    }
+    for (const n of this.others) {
+      if (n.inRecovery === undefined) continue; // down or not yet probed: keeps its role
+      const want: NodeRole = n.inRecovery ? 'replica' : 'fenced';
+      if (n.role !== want) this.setRole(n, want);
+    }
+  }
+
+  private promote(next: DbNode): void {
+    const old = this.primary;
+    this.others = this.others.filter((n) => n !== next);
+    this.others.unshift(old);
+    this.primary = next;
+    this.setRole(next, 'primary');
+    // Until it shows itself in recovery (a replica of the new primary) the old one takes nothing.
+    this.setRole(old, old.inRecovery === true ? 'replica' : 'fenced');
+    // WAL positions of the old timeline say nothing about the new one: read-your-writes waits for new samples.
+    this.samples.length = 0;
+    this.coarse.length = 0;
+    next.banned = false;
+    next.bannedUntil = 0;
+    next.lagging = false;
+    next.healthy = true;
+    this.opts.onEvent({ type: 'primary_changed', from: old.name, to: next.name, timeline: next.timeline ?? null });
+  }
+
+  private setRole(n: DbNode, role: NodeRole): void {
+    const from = n.role;
+    if (from === role) return;
+    n.role = role;
+    if (role === 'fenced' || from === 'primary') n.pools.closeAll(role === 'fenced' ? 'is writable but not the primary (fenced)' : 'is no longer the primary');
+    if (role !== 'replica') {
+      n.lagging = false;
+      n.lagBytes = n.lagMs = undefined;
+    }
+    this.opts.onEvent({ type: 'role_changed', node: n.name, from, to: role });
   }
 
   private async monitor(node: DbNode): Promise<ServerConnection> {
@@ -202,7 +522,7 @@ export class Topology {
       connectTimeoutMs: Math.min(this.opts.config.pool.connect_timeout_ms, 2000),
       maxMessageBytes: 1 << 20,
     });
-    if (this.closed) {
+    if (this.closed || node.removed) {
       conn.close();
       throw new Error('closed');
     }
@@ -213,6 +533,7 @@ export class Topology {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    for (const t of this.retryTimers) clearTimeout(t);
     for (const c of this.monitors.values()) c.close();
     this.monitors.clear();
     for (const n of this.nodes) n.pools.close();
@@ -220,11 +541,16 @@ export class Topology {
 }
 
 /**
- * The replayed position on a standby; on a primary the insert position, which is past every record
- * already inserted, commits included (the written position lags behind with synchronous_commit off).
+ * Recovery state; the replayed position on a standby and the insert position on a primary (past every
+ * record already inserted, commits included: the written position lags behind with synchronous_commit
+ * off); the replay timestamp; and on a writable node its WAL file name, whose first 8 hex digits are its
+ * timeline (pg_walfile_name raises an error during recovery, hence the CASE).
  */
-const LSN_SQL =
-  'SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_insert_lsn() END';
+const PROBE_SQL =
+  'SELECT pg_catalog.pg_is_in_recovery(), ' +
+  'CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_insert_lsn() END, ' +
+  'pg_catalog.pg_last_xact_replay_timestamp(), ' +
+  'CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()) END';
 
 const WAL_PAGE = 8192;
 const WAL_SEGMENT = 16 * 1024 * 1024;

@@ -164,6 +164,7 @@ function toConfig(p: ParsedConfig, baseDir: string): Config {
     },
     auth: p.auth,
     routing: p.routing,
+    balancer: p.balancer,
     monitor: monitorLogin(p),
     log: p.log,
   };
@@ -198,6 +199,12 @@ function warningsFor(c: Config): ConfigProblem[] {
       path: 'monitor.user',
       message:
         'no login for the background checks of the nodes (monitor.user, auth.query or a user with a password): replicas are never known to be caught up, so read-your-writes sends reads after a write to the primary, and dead replicas are found only when a lease fails',
+    });
+  }
+  if ((c.balancer.max_replica_lag_ms > 0 || c.balancer.max_replica_lag_bytes > 0) && c.monitor.user === undefined) {
+    w.push({
+      path: c.balancer.max_replica_lag_ms > 0 ? 'balancer.max_replica_lag_ms' : 'balancer.max_replica_lag_bytes',
+      message: 'replica lag is measured by the background checks, which have no login (monitor.user, auth.query or a user with a password): the lag limit is not applied',
     });
   }
   if (c.server_tls.mode === 'verify-full' && c.server_tls.ca === undefined) {

@@ -130,6 +130,16 @@ const routing = z.strictObject({
   cache_size: int().min(1).max(1_000_000).default(10_000),
 });
 
+export const BALANCER_STRATEGIES = ['round-robin', 'least-connections', 'weighted', 'random', 'ip-hash'] as const;
+
+const balancer = z.strictObject({
+  strategy: z.enum(BALANCER_STRATEGIES).default('round-robin'),
+  include_primary: z.enum(['never', 'always', 'when_no_replica']).default('when_no_replica'),
+  ban_ms: ms().min(1).default(10_000),
+  max_replica_lag_ms: ms().default(0),
+  max_replica_lag_bytes: int().min(0).default(0),
+});
+
 /** The gateway's own login for background checks of every node (WAL positions, health). */
 const monitor = z.strictObject({
   user: nonEmpty().optional(),
@@ -152,6 +162,7 @@ export const configSchema = z.strictObject({
   server_tls: serverTls.prefault({}),
   auth: auth.prefault({}),
   routing: routing.prefault({}),
+  balancer: balancer.prefault({}),
   monitor: monitor.prefault({}),
   log: log.prefault({}),
 });

@@ -109,6 +109,19 @@ export interface RoutingConfig {
   cache_size: number;
 }
 
+export type BalancerStrategy = 'round-robin' | 'least-connections' | 'weighted' | 'random' | 'ip-hash';
+
+export interface BalancerConfig {
+  strategy: BalancerStrategy;
+  /** never: reads only on replicas; always: the primary is one more read target; when_no_replica: the primary serves reads while no replica can. */
+  include_primary: 'never' | 'always' | 'when_no_replica';
+  /** A replica whose connection or probe failed takes no reads for this long (and until a probe succeeds). */
+  ban_ms: number;
+  /** A replica this far behind the primary takes no reads until it catches up; 0 = no limit. */
+  max_replica_lag_ms: number;
+  max_replica_lag_bytes: number;
+}
+
 export interface MonitorConfig {
   /** Login for the gateway's background checks; defaults to auth.query's user, else the first auth.users entry with a password. */
   user?: string;
@@ -131,6 +144,7 @@ export interface Config {
   server_tls: ServerTlsConfig;
   auth: AuthConfig;
   routing: RoutingConfig;
+  balancer: BalancerConfig;
   monitor: MonitorConfig;
   log: LogConfig;
 }

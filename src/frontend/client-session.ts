@@ -38,6 +38,7 @@ export interface FrontendContext {
   hubs: NotifyHubs;
   registry: StatementRegistry;
   topology: Topology;
+  /** Replaced when a reload changes the routing rules. */
   router: Router;
 }
 
@@ -88,6 +89,8 @@ let nextClientId = 1;
 export class ClientSession implements ServerSink, RelayHost {
   readonly id = nextClientId++;
   readonly address: string;
+  /** Session pooling: the pools the client's server connection came from. */
+  private sessionPools: PoolManager | undefined;
   readonly connectedAt = Date.now();
   user = '';
   database = '';
@@ -281,9 +284,12 @@ export class ClientSession implements ServerSink, RelayHost {
 
     this.mode = poolModeFor(this.ctx.config, this.database, this.user);
     if (this.mode === 'transaction') return this.startPooled(settings);
-    const server = await this.ctx.pools.acquire(this.database, this.user, this.leaving.signal);
+    // The primary's pools now: given back to the same ones even if another node is the primary by then.
+    const pools = this.ctx.pools;
+    this.sessionPools = pools;
+    const server = await pools.acquire(this.database, this.user, this.leaving.signal);
     if (this.gone) {
-      this.ctx.pools.release(server, true);
+      pools.release(server, true);
       return;
     }
     this.server = server;
@@ -601,7 +607,7 @@ export class ClientSession implements ServerSink, RelayHost {
     this.server = undefined;
     if (server) {
       const idleAtBoundary = this.atBoundary && this.syncsSent === server.readyCount - this.readyBase;
-      this.ctx.pools.release(server, idleAtBoundary);
+      (this.sessionPools ?? this.ctx.pools).release(server, idleAtBoundary);
     }
     this.ctx.events.emit({ type: 'client_disconnected', client: this.id, address: this.address, duration_ms: Date.now() - this.connectedAt });
   }

@@ -116,6 +116,8 @@ class TxnEffects {
 /** What the relay needs from the client session around it. */
 export interface RelayHost {
   readonly id: number;
+  /** The client's address: ip-hash keeps it on one replica. */
+  readonly address: string;
   readonly database: string;
   readonly user: string;
   readonly socket: net.Socket;
@@ -167,6 +169,19 @@ export class PooledRelay {
   // Routing (transaction pooling with read/write splitting).
   /** The node the held connection (or the one being leased) belongs to. */
   private node: DbNode | undefined;
+  /** That node was not the primary when leased: its role then counts (a promotion mid-transaction leaves a read-only transaction). */
+  private onReplica = false;
+  /** Nodes tried for the transaction being leased (a replica that cannot serve sends it elsewhere). */
+  private leaseTries = 0;
+  /** The client's transaction was lost with its server connection: what it sends next runs in a failed transaction. */
+  private abortNext: string | undefined;
+  /** A read that opens nothing, sent first on a fresh replica lease: run again elsewhere if the connection dies before any answer. */
+  private retryMsg: Buffer | undefined;
+  private retryEntry: Expected | undefined;
+  /** The last message run again (each runs again at most once). */
+  private retried: Buffer | undefined;
+  /** A FATAL error the server sent as it went away (kept from the client: the gateway answers for the lost connection). */
+  private serverFatal: string | undefined;
   private readonly handles = new Map<DbNode, PoolHandle>();
   /** SET switchyard.route: the gateway's own setting, never sent to a server. */
   private routeSetting: 'auto' | 'primary' | 'replica' = 'auto';
@@ -311,7 +326,7 @@ export class PooledRelay {
         const d = this.statementRoute(stmt);
         if (d) {
           if (this.routed(d, msg)) return;
-          if (this.node!.role === 'replica') {
+          if (this.onReplica) {
             if (msg[5] !== 0) this.txInexact ??= 'an open portal';
             else if (d.replay.length > 0) this.portalReplay = d;
           }
@@ -579,6 +594,12 @@ export class PooledRelay {
     const fx = analyze(sql);
     if (fx.plain || fx.parseError !== undefined) {
       this.out(msg);
+      // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
+      if (this.onReplica && d.txn === undefined && d.replay.length === 0 && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && msg !== this.retried) {
+        this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
+        this.retryEntry = { t: T_QUERY };
+        return this.expect(this.retryEntry);
+      }
       return this.expect(this.queryEntry(d));
     }
     const refused = this.reservedName(fx);
@@ -615,7 +636,7 @@ export class PooledRelay {
 
   /** The entry for a client Query: on a replica, statements that shape the transaction are logged when they succeed. */
   private queryEntry(d: Decision): Expected {
-    if (d.replay.length === 0 || this.node!.role !== 'replica') return PLAIN[T_QUERY]!;
+    if (d.replay.length === 0 || !this.onReplica) return PLAIN[T_QUERY]!;
     return {
       t: T_QUERY,
       ok: () => this.logged(d),
@@ -655,8 +676,7 @@ export class PooledRelay {
    * replica, move the transaction to the primary when the statement needs it. True when the message was taken.
    */
   private routed(d: Decision, msg: Buffer): boolean {
-    const node = this.node!;
-    if (node.role === 'primary') {
+    if (!this.onReplica) {
       if (this.routeOf(d) === 'primary') this.wrote = true;
       return false;
     }
@@ -700,7 +720,7 @@ export class PooledRelay {
       if (topo.allReplayed(this.writeLsn)) this.writeAt = this.writeLsn = undefined;
       else min = this.writeLsn;
     }
-    return topo.pickReplica(min) ?? topo.primary;
+    return topo.pickRead(this.host.address, min);
   }
 
   private memoSql: string | undefined;
@@ -957,7 +977,7 @@ export class PooledRelay {
       if (!tx.before.has(ch)) tx.before.set(ch, cs.channels.has(ch));
     }
     // A standby refuses LISTEN: there the client's own statement gets the server's error, nothing of the gateway's.
-    if (!canMirror || this.node!.role === 'replica') return;
+    if (!canMirror || this.onReplica) return;
     const stmts: string[] = [];
     // Inside an open transaction the outcome is not known until it ends: a sentinel LISTEN tells it.
     if ((this.server!.txStatus !== 'I' || this.head < this.expected.length) && !tx.sentinel) {
@@ -1009,6 +1029,8 @@ export class PooledRelay {
   onServerData(head: Buffer | undefined, run: Buffer): boolean {
     if (head) this.walk(head);
     if (run.length > 0) this.walk(run);
+    // Part of the answer is the client's now: the statement can no longer run again elsewhere.
+    if (this.retryMsg && this.toClient.length > 0) this.retryMsg = this.retryEntry = undefined;
     const server = this.server;
     // Hand the connection on first, then answer: the next client's query reaches the server before this
     // client's reply is written (on a busy machine a write can cost a context switch). The reply's bytes
@@ -1066,6 +1088,11 @@ export class PooledRelay {
   private reply(t: number, buf: Buffer, off: number): number {
     const e = this.expected[this.head];
     if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
+    // The server is going away (shutdown, terminated backend): the gateway answers for the lost connection.
+    if (t === 0x45 /* E */ && isFatal(buf, off)) {
+      this.serverFatal = m.readErrorFields(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1))).get('M');
+      return DROP;
+    }
     if (t === 0x5a /* Z */) this.lastStatus = buf[off + 5]!;
     if (!e) return PASS; // asynchronous: NoticeResponse, ParameterStatus, a FATAL error before closing
     if (e.swallow === 'all') {
@@ -1099,7 +1126,7 @@ export class PooledRelay {
       case 0x49: // I EmptyQueryResponse
       case 0x73: // s PortalSuspended
         if (simple) return PASS;
-        if (t === 0x73 && this.node?.role === 'replica') this.txInexact ??= 'a suspended portal';
+        if (t === 0x73 && this.onReplica) this.txInexact ??= 'a suspended portal';
         this.pop();
         e.ok?.();
         return e.swallow === 'ok' ? DROP : KEEP;
@@ -1176,23 +1203,32 @@ export class PooledRelay {
 
   private lease(): void {
     this.relocate = false;
+    this.leaseTries = 0;
     this.leaseFrom(this.chooseNode());
   }
 
   private leaseFrom(node: DbNode): void {
+    const topo = this.host.topology;
     this.phase = 'leasing';
     this.node = node;
+    this.onReplica = node !== topo.primary;
     node.leases++;
     node.pools.lease(this.handleFor(node), this, (err, server) => {
       if (!err) return this.leased(server!);
       if (this.closed) return;
-      // A replica that cannot serve: the transaction runs on the primary instead (nothing ran yet).
-      if (node.role === 'replica' && this.replay === undefined) {
-        if (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS) this.host.topology.markDown(node, err.message);
-        return this.leaseFrom(this.host.topology.primary);
-      }
-      this.host.fatal(toPgError(err));
+      this.leaseFailed(node, err);
     });
+  }
+
+  /** A node that cannot serve (nothing of the client's ran there yet): another replica, else the primary. */
+  private leaseFailed(node: DbNode, err: Error): void {
+    const topo = this.host.topology;
+    if (node !== topo.primary && this.replay === undefined) {
+      if (!node.draining && (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS)) topo.markDown(node, err.message);
+      const next = ++this.leaseTries < 3 ? this.chooseNode() : topo.primary;
+      return this.leaseFrom(next === node ? topo.primary : next);
+    }
+    this.host.fatal(toPgError(err));
   }
 
   private leased(server: ServerConnection): void {
@@ -1201,16 +1237,35 @@ export class PooledRelay {
       return;
     }
     this.server = server;
-    const ss = serverState(server);
-    this.ss = ss;
+    const ss = this.ss = serverState(server);
     server.attach(this);
     if (!settingsDelta(this.state.settings, ss.settings)) return this.resume();
     this.phase = 'busy';
+    this.syncing = true;
+    const node = this.node!;
     this.syncSettings().then(
-      () => this.resume(),
-      (e: unknown) => this.host.fatal(toPgError(e)),
+      () => {
+        this.syncing = false;
+        this.resume();
+      },
+      (e: unknown) => {
+        this.syncing = false;
+        if (this.closed) return;
+        // The connection died before anything of the client's was sent: lease again.
+        if (server.closed) {
+          this.server = undefined;
+          this.ss = undefined;
+          return this.leaseFailed(node, e as Error);
+        }
+        this.host.fatal(toPgError(e));
+      },
     );
   }
+
+  /** The gateway's settings are being applied to a fresh lease (nothing of the client's sent yet). */
+  private syncing = false;
+  /** The waiting message being handled (a copy the relay owns). */
+  private fromQueue: Buffer | undefined;
 
   /** Bring the connection's session settings to the client's: only the difference is sent. */
   async syncSettings(): Promise<void> {
@@ -1233,16 +1288,19 @@ export class PooledRelay {
   private resume(): void {
     if (this.closed || !this.server) return;
     this.phase = 'ready';
+    if (this.abortNext !== undefined) this.sendAbort();
     if (this.heldBegin) this.sendHeldBegin();
     if (this.replay) this.sendReplay();
     while (this.waiting.length > 0 && this.phase === 'ready') {
       const msg = this.waiting.shift()!;
       this.waitingBytes -= msg.length;
+      this.fromQueue = msg;
       if (msg[0] === T_TERMINATE) {
         this.flush();
         return this.host.close();
       }
       this.handle(msg);
+      this.fromQueue = undefined;
     }
     this.flush();
     if (this.phase === 'ready') {
@@ -1257,11 +1315,22 @@ export class PooledRelay {
     this.heldBegin = undefined;
     this.out(m.query(sql));
     this.expect({ t: T_QUERY, swallow: 'all', undo: () => this.lostTransaction('BEGIN failed on the server') });
-    if (this.node!.role === 'replica') {
+    if (this.onReplica) {
       this.txLog = [...replay];
       this.txStays = hint === 'replica';
       if (this.state.settings.get('default_transaction_isolation') === 'repeatable read') this.txInexact = 'a repeatable-read snapshot';
     }
+  }
+
+  /**
+   * The client's transaction died with its server connection: its next statements run in a failed
+   * transaction on the new one, so PostgreSQL answers them (25P02 until ROLLBACK; COMMIT answers ROLLBACK).
+   */
+  private sendAbort(): void {
+    const why = this.abortNext!;
+    this.abortNext = undefined;
+    this.out(m.query('BEGIN;\n' + raiseSql(SQLSTATE.CONNECTION_FAILURE, why)));
+    this.expect(INJECTED_QUERY);
   }
 
   /** The transaction moved from a replica is rebuilt on the primary before the statement that needed it. */
@@ -1462,9 +1531,98 @@ export class PooledRelay {
   // ------------------------------------------------------------ ending
 
   onServerClose(err: Error | undefined): void {
+    const server = this.server;
     this.server = undefined;
     this.ss = undefined;
-    if (!this.closed) this.host.serverLost(err);
+    if (this.closed || this.syncing) return; // syncing: the failed settings query leases again
+    if (!server || !this.survive(server, err)) this.host.serverLost(err);
+  }
+
+  /**
+   * The server connection died under the client. A client whose session state is all tracked by the
+   * gateway survives: a read not yet answered runs again on another node; otherwise every request in
+   * flight gets a connection-failure error (inside a transaction the client is left in a failed
+   * transaction, so it must ROLLBACK, as after any error), and its next transaction leases a connection
+   * elsewhere with its session state replayed. False: the client cannot go on (pins, the gateway's own
+   * work in flight) and is disconnected.
+   */
+  private survive(server: ServerConnection, err: Error | undefined): boolean {
+    if (this.phase !== 'ready' || this.moving !== undefined || this.replay !== undefined || this.copyIn || this.state.pins.length > 0) return false;
+    const node = this.node!;
+    const topo = this.host.topology;
+    const why = this.serverFatal ?? err?.message ?? 'the server closed the connection';
+    this.serverFatal = undefined;
+    topo.poll(); // a node that died is taken out of rotation by the next probe (or the next lease)
+    this.host.idleInTransaction(false);
+    const outstanding = this.expected.length - this.head;
+    if (this.retryMsg && outstanding === 1 && this.expected[this.head] === this.retryEntry) {
+      const msg = this.retryMsg;
+      this.retryMsg = this.retryEntry = undefined;
+      this.retried = msg;
+      this.expected = [];
+      this.head = 0;
+      this.phase = 'idle';
+      this.waiting.unshift(msg);
+      this.waitingBytes += msg.length;
+      this.host.events.emit({ type: 'query_retried', client: this.host.id, node: node.name, message: why });
+      this.lease();
+      return true;
+    }
+    this.retryMsg = this.retryEntry = undefined;
+    const inTxn = this.lastStatus !== 0x49; /* I */
+    const status: m.TxStatus = inTxn ? 'E' : 'I';
+    const error = new PgError(SQLSTATE.CONNECTION_FAILURE, `server connection to "${node.name}" lost: ${why}`, {
+      hint: inTxn
+        ? 'the transaction was rolled back: end it with ROLLBACK and run it again'
+        : 'the statement may or may not have completed; the session is intact: check, then retry it',
+    }).toMessage();
+    const out: Buffer[] = [];
+    let errored = false;
+    for (let i = this.head; i < this.expected.length; i++) {
+      const e = this.expected[i]!;
+      e.undo?.();
+      if (e.swallow === 'all') continue;
+      if (e.t === T_QUERY || e.t === T_FUNCTION_CALL || e.t === T_SYNC) {
+        if (!errored || e.t !== T_SYNC) out.push(error);
+        out.push(m.readyForQuery(status));
+        errored = false;
+      } else if (!errored) {
+        out.push(error);
+        errored = true;
+      }
+    }
+    // Extended-protocol messages sent since the last Sync and all answered: the error is still due.
+    if (!this.atBoundary && !errored) {
+      out.push(error);
+      errored = true;
+    }
+    this.expected = [];
+    this.head = 0;
+    // Extended-protocol messages answered with the error: the rest, up to the client's Sync, are skipped.
+    if (errored || !this.atBoundary) {
+      this.dropToSync = true;
+      this.skipping = true;
+    } else this.skipping = false;
+    // Inside a transaction the statements that follow get 25P02 until the client ends it.
+    if (inTxn) this.abortNext = `the server connection of this transaction (to "${node.name}") was lost: ${why}`;
+    this.lastStatus = status.charCodeAt(0);
+    const tx = this.tx;
+    this.tx = new TxnEffects();
+    if (tx.channels.size > 0) this.settleChannels(tx.channels, (ch) => tx.before.get(ch) === true);
+    this.endTransaction();
+    this.portalReplay = undefined;
+    if (this.wrote) {
+      // An autocommit write may have committed before the connection died: read-your-writes assumes it did.
+      this.wrote = false;
+      this.writeAt = performance.now();
+      this.writeLsn = undefined;
+    }
+    this.phase = 'idle';
+    this.host.events.emit({ type: 'server_lost', client: this.host.id, server: server.id, message: why });
+    if (out.length > 0) this.host.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.resumeClient();
+    if (this.waiting.length > 0) this.lease();
+    return true;
   }
 
   /** At login: lease a connection, apply the startup settings, and return the ParameterStatus values the client should see. */
@@ -1475,6 +1633,7 @@ export class PooledRelay {
     }
     const primary = this.host.topology.primary;
     this.node = primary;
+    this.onReplica = false;
     const server = await primary.pools.acquire(this.host.database, this.host.user, this.host.signal);
     if (this.closed) {
       primary.pools.release(server, true, 'keep');
@@ -1562,6 +1721,22 @@ const FUNCTION_CALL: Decision = Object.freeze({ target: 'primary', reason: 'fast
 const PASS = 0;
 const KEEP = 1;
 const DROP = 2;
+
+/** An ErrorResponse at off with severity FATAL or PANIC (the server closes the connection after it). */
+function isFatal(buf: Buffer, off: number): boolean {
+  const end = off + 1 + buf.readInt32BE(off + 1);
+  for (let i = off + 5; i < end && buf[i] !== 0; ) {
+    const code = buf[i]!;
+    const stop = buf.indexOf(0, i + 1);
+    if (stop < 0 || stop >= end) return false;
+    if (code === 0x56 /* V */) {
+      const v = buf.toString('latin1', i + 1, stop);
+      return v === 'FATAL' || v === 'PANIC';
+    }
+    i = stop + 1;
+  }
+  return false;
+}
 
 function toPgError(e: unknown): PgError {
   if (e instanceof PgError) return e;

@@ -13,16 +13,17 @@ export type GatewayEvent =
   | { type: 'client_error'; client: number; address: string; code: string; message: string }
   | { type: 'client_disconnected'; client: number; address: string; duration_ms: number }
   | { type: 'server_lost'; client: number; server: number; message: string }
-  | { type: 'config_reloaded'; changed: string[] }
+  | { type: 'config_reloaded'; changed: string[]; restart_required: string[] }
   | { type: 'pin_started'; client: number; server: number; reason: string }
   | { type: 'pin_ended'; client: number; server: number; reason: string }
   | { type: 'txn_switched'; client: number; from: string; to: string; reason: string }
   | { type: 'switch_refused'; client: number; node: string; reason: string }
+  | { type: 'query_retried'; client: number; node: string; message: string }
   | NodeEvent
   | NotifyHubEvent
   | PoolEvent;
 
-const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused']);
+const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused', 'replica_banned', 'replica_lagging', 'primary_changed', 'query_retried']);
 const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
 
 export class EventBus {

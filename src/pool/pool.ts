@@ -66,6 +66,8 @@ export class PoolManager {
   /** Armed for the oldest waiter's deadline: one timer for the whole queue, not one per waiter. */
   private deadlineTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  /** The node is leaving: no new leases, connections are closed as they come back. */
+  private draining = false;
 
   constructor(private readonly opts: PoolManagerOptions) {
     this.reaper = setInterval(() => this.reap(), 1000);
@@ -74,6 +76,53 @@ export class PoolManager {
 
   get node(): string {
     return this.opts.node ?? 'primary';
+  }
+
+  /** Server connections in use or being opened (least-connections balances on this). */
+  get inUse(): number {
+    let n = 0;
+    for (const p of this.pools.values()) n += p.busy.size + p.opening;
+    return n;
+  }
+
+  /** Every server connection of this node, idle ones included. */
+  get total(): number {
+    let n = 0;
+    for (const p of this.pools.values()) n += p.total;
+    return n;
+  }
+
+  /**
+   * The node takes no more work: waiters get an error (their clients go elsewhere), idle connections
+   * close now, busy ones when they are given back (their clients finish what they are doing).
+   */
+  drain(reason: string): void {
+    this.draining = true;
+    this.failWaiters(reason);
+    for (const p of this.pools.values()) for (const c of p.idle.splice(0)) c.close(reason);
+  }
+
+  /**
+   * Close every connection, busy ones too (a node removed at once, or a primary that is one no more).
+   * Unlike close() the manager stays usable: the node may serve again (a former primary back as a replica).
+   */
+  closeAll(reason: string): void {
+    this.failWaiters(reason);
+    for (const p of this.pools.values()) {
+      for (const c of p.idle.splice(0)) c.close(reason);
+      for (const c of [...p.busy]) c.close(reason);
+    }
+  }
+
+  /** Back to normal service after drain(). */
+  undrain(): void {
+    this.draining = false;
+  }
+
+  private failWaiters(reason: string): void {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+    for (const w of this.waiters.splice(0)) w.done(new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" ${reason}`));
   }
 
   /** The pool for (database, user), created on first use. */
@@ -125,6 +174,10 @@ export class PoolManager {
   lease(pool: PoolHandle, owner: object | undefined, done: (err: Error | undefined, conn?: ServerConnection) => void): Waiter | undefined {
     if (this.closing) {
       done(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+      return undefined;
+    }
+    if (this.draining) {
+      done(new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" is being drained`));
       return undefined;
     }
     if (!this.waiters.some((w) => w.pool.database === pool.database)) {
@@ -260,7 +313,9 @@ export class PoolManager {
       ? 'released in the middle of a request'
       : this.closing
         ? 'gateway shutting down'
-        : lifetime > 0 && Date.now() - conn.createdAt > lifetime
+        : this.draining
+          ? 'node drained'
+          : lifetime > 0 && Date.now() - conn.createdAt > lifetime
           ? 'pool.lifetime_ms reached'
           : reset === 'keep' && conn.txStatus !== 'I'
             ? 'released inside a transaction'
@@ -288,8 +343,8 @@ export class PoolManager {
     }
     void this.reset(conn).then((ok) => {
       if (!pool.busy.delete(conn)) return; // closed meanwhile
-      if (!ok || this.closing) {
-        conn.close(ok ? 'gateway shutting down' : 'reset (ROLLBACK / DISCARD ALL) failed');
+      if (!ok || this.closing || this.draining) {
+        conn.close(!ok ? 'reset (ROLLBACK / DISCARD ALL) failed' : this.closing ? 'gateway shutting down' : 'node drained');
       } else {
         conn.lastUsedAt = Date.now();
         pool.idle.push(conn);

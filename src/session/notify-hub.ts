@@ -33,6 +33,11 @@ export class NotifyHubs {
     return h;
   }
 
+  /** The primary changed: every listening connection moves to it (they reconnect and listen again). */
+  reconnectAll(reason: string): void {
+    for (const h of this.hubs.values()) h.drop(reason);
+  }
+
   close(): void {
     this.closed = true;
     for (const h of this.hubs.values()) h.close();
@@ -129,6 +134,11 @@ export class NotifyHub {
         .catch(() => this.scheduleRetry());
     }, 1000);
     this.retry.unref();
+  }
+
+  /** Close the listening connection; lost() opens a new one (through open(), to whatever node it reaches now). */
+  drop(reason: string): void {
+    this.conn?.close(reason);
   }
 
   close(): void {

@@ -18,6 +18,16 @@
 //     and per cluster a detached watchdog process that outlives a SIGKILLed test
 //     process, kills whatever is left (pid file + /proc scan for postgres
 //     processes whose cwd is inside the cluster dir) and removes the temp dir.
+//
+// Topology changes
+//   * addReplica() clones one more replica of the current primary at runtime;
+//     promote() turns a replica into the primary. Every server the harness ever
+//     created stays in the cleanup list until destroy(), whatever its role.
+//   * A replica streams from the server it was cloned from (its `upstream`) for
+//     its whole life: promote() does not re-point the other replicas, so those
+//     that followed the old primary keep following it (and stop receiving WAL
+//     once the test stops it). Only replicas of the current primary take part
+//     in waitStreaming() and in the streaming wait of start().
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -36,7 +46,11 @@ const PIDFILE = '.harness-pids';
 
 export interface PgNode {
   name: string;
-  role: 'primary' | 'replica';
+  /**
+   * 'former-primary': was the primary until promote() made another node the
+   * primary; left running, in standalone read-write mode.
+   */
+  role: 'primary' | 'replica' | 'former-primary';
   host: string;
   port: number;
   dataDir: string;
@@ -68,8 +82,11 @@ export interface PgClusterOptions {
 }
 
 export interface PgCluster {
+  /** the current primary (changes on promote()) */
   primary: PgNode;
+  /** every node with role 'replica', including those still following a former primary */
   replicas: PgNode[];
+  /** every server of the cluster in creation order (the first primary first), former primaries included */
   nodes: PgNode[];
   dir: string;
   superuser: string;
@@ -81,7 +98,22 @@ export interface PgCluster {
   pause(node: PgNode): void;
   resume(node: PgNode): void;
   start(node: PgNode): Promise<void>;
+  /** wait until every running replica of the current primary streams from it */
   waitStreaming(timeoutMs?: number): Promise<void>;
+  /**
+   * Clone one more replica of the current primary (named replica<N>, N one more
+   * than any replica number handed out so far) on a free port; resolves once it
+   * is ready and streaming, and only then is it in `replicas` and `nodes`.
+   */
+  addReplica(): Promise<PgNode>;
+  /**
+   * Promote a running replica: pg_promote() on it, then wait until it has left
+   * recovery. It becomes `primary` and leaves `replicas`; the old primary keeps
+   * running untouched with role 'former-primary' (still in `nodes`, stopped by
+   * destroy()). The other replicas are not re-pointed: they keep following the
+   * server they followed before.
+   */
+  promote(node: PgNode): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -502,11 +534,15 @@ class Node implements PgNode {
   paused = false;
   /** truncate server.log on the next start (fresh initdb / base backup) */
   freshLog = true;
+  /** the server a replica streams from (its primary_conninfo); undefined unless role is 'replica' */
+  upstream: Node | undefined;
+  /** being built by addReplica(): cleaned up like any node, but not yet in `nodes` */
+  pending = false;
 
   constructor(
     private readonly cluster: Cluster,
     readonly name: string,
-    readonly role: 'primary' | 'replica',
+    public role: PgNode['role'],
     readonly port: number,
     readonly dataDir: string,
   ) {
@@ -533,6 +569,10 @@ class Cluster implements PgCluster {
   tls?: { caFile: string; certFile: string; keyFile: string; caPem: string };
   primary!: Node;
   replicas: Node[] = [];
+  /** every server ever created, in creation order: what cleanup walks (pending ones included) */
+  private readonly servers: Node[] = [];
+  /** highest replica number handed out; names are never reused, even after a failed addReplica() */
+  private lastReplicaNo = 0;
   private readonly owner: Owner | undefined;
   private readonly perl: string | null;
   private readonly helpers = new Set<ChildProcess>();
@@ -565,7 +605,7 @@ class Cluster implements PgCluster {
   }
 
   get nodes(): Node[] {
-    return this.primary ? [this.primary, ...this.replicas] : [...this.replicas];
+    return this.servers.filter((n) => !n.pending);
   }
 
   private get pidFile(): string {
@@ -583,9 +623,13 @@ class Cluster implements PgCluster {
     }
     const nReplicas = o.replicas ?? 0;
     this.primary = new Node(this, 'primary', 'primary', await freePort(), path.join(this.dir, 'primary'));
+    this.servers.push(this.primary);
     for (let i = 1; i <= nReplicas; i++) {
-      const name = `replica${i}`;
-      this.replicas.push(new Node(this, name, 'replica', await freePort(), path.join(this.dir, name)));
+      const name = `replica${++this.lastReplicaNo}`;
+      const r = new Node(this, name, 'replica', await freePort(), path.join(this.dir, name));
+      r.upstream = this.primary;
+      this.replicas.push(r);
+      this.servers.push(r);
     }
 
     await this.initPrimary(this.primary);
@@ -600,6 +644,68 @@ class Cluster implements PgCluster {
       }),
     );
     if (this.replicas.length) await this.waitStreaming();
+  }
+
+  addReplica(): Promise<PgNode> {
+    return hold(this.doAddReplica());
+  }
+
+  private async doAddReplica(): Promise<Node> {
+    if (this.destroyed) throw new Error('cluster destroyed');
+    const upstream = this.primary;
+    if (!upstream.proc) throw new Error('addReplica: the primary is not running');
+    // the number is taken before the first await, so concurrent calls get distinct names
+    const name = `replica${++this.lastReplicaNo}`;
+    const port = await freePort();
+    const node = new Node(this, name, 'replica', port, path.join(this.dir, name));
+    node.upstream = upstream;
+    node.pending = true;
+    // in the cleanup list before anything runs in its directory
+    this.servers.push(node);
+    try {
+      await this.cloneReplica(node);
+      await this.spawnServer(node);
+      await this.waitReady(node);
+      await this.waitStreamingOf(upstream, [node], 30_000);
+    } catch (e) {
+      await this.shutdownNode(node, 'immediate', 5000).catch(() => this.killNode(node)).catch(() => {});
+      if (!node.proc) {
+        this.servers.splice(this.servers.indexOf(node), 1);
+        this.releaseShm(node);
+        fs.rmSync(node.dataDir, { recursive: true, force: true });
+        this.writePidFile();
+      }
+      throw e;
+    }
+    node.pending = false;
+    this.replicas.push(node);
+    return node;
+  }
+
+  promote(node: PgNode): Promise<void> {
+    return hold(this.doPromote(node));
+  }
+
+  private async doPromote(target: PgNode): Promise<void> {
+    const node = this.node(target);
+    if (node.role !== 'replica' || node.pending) throw new Error(`promote: ${node.name} is not a replica (role ${node.role})`);
+    if (!node.proc) throw new Error(`promote: ${node.name} is not running`);
+    const promoted = await this.query('SELECT pg_promote(true, 60)', node);
+    if (promoted !== 't') throw new Error(`promote: pg_promote() on ${node.name} returned ${promoted}:\n${tail(node.logFile)}`);
+    // pg_promote(wait => true) already waited; this confirms from a fresh session
+    const deadline = Date.now() + 60_000;
+    while ((await this.query('SELECT pg_is_in_recovery()', node)) !== 'f') {
+      if (Date.now() > deadline) throw new Error(`promote: ${node.name} still in recovery after 60 s:\n${tail(node.logFile)}`);
+      await sleep(50);
+    }
+    const previous = this.primary;
+    previous.role = 'former-primary';
+    node.role = 'primary';
+    node.upstream = undefined;
+    this.primary = node;
+    this.replicas.splice(this.replicas.indexOf(node), 1);
+    // no primary_conninfo any more, so a restart of the new primary is coherent
+    this.writeNodeConfig(node);
   }
 
   private chown(file: string): void {
@@ -701,12 +807,15 @@ class Cluster implements PgCluster {
     fs.rmSync(pidFile, { force: true });
   }
 
+  /** Base backup of node.upstream into node.dataDir, configured to stream from it. */
   private async cloneReplica(node: Node): Promise<void> {
+    const upstream = node.upstream;
+    if (!upstream) throw new Error(`${node.name}: a replica needs an upstream to clone`);
     if (fs.existsSync(node.dataDir)) fs.rmSync(node.dataDir, { recursive: true, force: true });
     this.mkNodeDir(node.dataDir);
     await this.runTool('pg_basebackup', [
       '-h', HOST,
-      '-p', String(this.primary.port),
+      '-p', String(upstream.port),
       '-U', this.superuser,
       '-D', node.dataDir,
       '-R',
@@ -774,10 +883,11 @@ class Cluster implements PgCluster {
 
   private writeNodeConfig(node: Node): void {
     const settings: Record<string, string | number | boolean> = { port: node.port, cluster_name: node.name };
-    if (node.role === 'replica') {
+    // a replica keeps its upstream across promote(): see "Topology changes" at the top
+    if (node.role === 'replica' && node.upstream) {
       settings.primary_conninfo = [
         `host=${HOST}`,
-        `port=${this.primary.port}`,
+        `port=${node.upstream.port}`,
         `user=${conninfoValue(this.superuser)}`,
         `application_name=${conninfoValue(node.name)}`,
       ].join(' ');
@@ -803,7 +913,7 @@ class Cluster implements PgCluster {
   }
 
   private writePidFile(): void {
-    const pids = this.nodes.map((n) => n.pmPid).filter((p): p is number => p !== undefined);
+    const pids = this.servers.map((n) => n.pmPid).filter((p): p is number => p !== undefined);
     try {
       fs.writeFileSync(this.pidFile, pids.join('\n') + '\n');
     } catch {
@@ -893,7 +1003,7 @@ class Cluster implements PgCluster {
   }
 
   private node(n: PgNode): Node {
-    const found = this.nodes.find((x) => x === n || x.name === n.name);
+    const found = this.servers.find((x) => x === n || x.name === n.name);
     if (!found) throw new Error(`unknown node ${n.name}`);
     return found;
   }
@@ -961,7 +1071,7 @@ class Cluster implements PgCluster {
 
   async shutdownAll(mode: 'fast' | 'immediate', graceMs: number): Promise<void> {
     // replicas and primary in parallel; the postmaster escalates to SIGKILL after graceMs
-    await Promise.all(this.nodes.map((n) => this.shutdownNode(n, mode, graceMs).catch(() => this.killNode(n))));
+    await Promise.all(this.servers.map((n) => this.shutdownNode(n, mode, graceMs).catch(() => this.killNode(n))));
   }
 
   private resumeNode(node: Node): void {
@@ -972,7 +1082,7 @@ class Cluster implements PgCluster {
   /** synchronous last-resort cleanup for process 'exit' */
   killSync(): void {
     for (const h of this.helpers) if (h.pid) signal(h.pid, 'SIGKILL');
-    for (const n of this.nodes) {
+    for (const n of this.servers) {
       const pids = this.serverPids(n);
       for (const p of pids) signal(p, 'SIGKILL');
       if (pids.length || fs.existsSync(path.join(n.dataDir, 'postmaster.pid'))) this.releaseShm(n);
@@ -1038,23 +1148,30 @@ class Cluster implements PgCluster {
           await this.spawnServer(n);
         }
         await this.waitReady(n);
-        if (n.role === 'replica') await this.waitStreamingOf([n], 30_000);
+        // a replica left following a former primary is only waited for to accept connections
+        if (this.followsPrimary(n)) await this.waitStreamingOf(this.primary, [n], 30_000);
       })(),
     );
   }
 
   waitStreaming(timeoutMs = 30_000): Promise<void> {
-    return hold(this.waitStreamingOf(this.replicas.filter((r) => r.proc), timeoutMs));
+    return hold(this.waitStreamingOf(this.primary, this.replicas.filter((r) => r.proc && this.followsPrimary(r)), timeoutMs));
   }
 
-  private async waitStreamingOf(replicas: Node[], timeoutMs: number): Promise<void> {
+  /** Is n a replica expected to stream from the current primary? */
+  private followsPrimary(n: Node): boolean {
+    return n.role === 'replica' && n.upstream === this.primary;
+  }
+
+  /** Until upstream's pg_stat_replication and each replica's wal receiver report streaming. */
+  private async waitStreamingOf(upstream: Node, replicas: Node[], timeoutMs: number): Promise<void> {
     if (!replicas.length) return;
     const deadline = Date.now() + timeoutMs;
     let last = '';
     for (;;) {
-      if (!this.primary.proc) throw new Error('waitStreaming: the primary is not running');
+      if (!upstream.proc) throw new Error(`waitStreaming: ${upstream === this.primary ? 'the primary' : upstream.name} is not running`);
       try {
-        const rows = await this.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'");
+        const rows = await this.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'", upstream);
         const streaming = new Set(rows.split('\n').filter(Boolean));
         last = [...streaming].join(',') || '(none)';
         const missing = replicas.filter((r) => !streaming.has(r.name));
@@ -1070,7 +1187,7 @@ class Cluster implements PgCluster {
         last = (e as Error).message;
       }
       if (Date.now() > deadline) {
-        throw new Error(`replicas ${replicas.map((r) => r.name).join(',')} not streaming after ${timeoutMs} ms (primary sees: ${last})`);
+        throw new Error(`replicas ${replicas.map((r) => r.name).join(',')} not streaming after ${timeoutMs} ms (${upstream.name} sees: ${last})`);
       }
       await sleep(100);
     }
@@ -1087,7 +1204,7 @@ class Cluster implements PgCluster {
     for (const h of this.helpers) if (h.pid) signal(h.pid, 'SIGKILL');
     await this.shutdownAll(mode, graceMs);
     // nodes killed earlier and never restarted still own a SysV segment
-    for (const n of this.nodes) if (fs.existsSync(path.join(n.dataDir, 'postmaster.pid'))) this.releaseShm(n);
+    for (const n of this.servers) if (fs.existsSync(path.join(n.dataDir, 'postmaster.pid'))) this.releaseShm(n);
     if (this.watchdog?.pid) {
       signal(this.watchdog.pid, 'SIGTERM');
       if (!(await within(this.watchdogExited, 3000))) {

@@ -238,6 +238,132 @@ test('cluster: primary + 2 streaming replicas', { skip }, async (t) => {
   }
 });
 
+/** SysV segment ids of every running node, for assertNoLeftovers after destroy(). */
+function shmidsOf(c: PgCluster): string[] {
+  return c.nodes.filter((n) => n.pid).map((n) => shmidOf(n.dataDir));
+}
+
+/** application_names streaming from `node`, sorted. */
+async function streamingFrom(c: PgCluster, node: PgNode): Promise<string[]> {
+  const rows = await c.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1", node);
+  return rows.split('\n').filter(Boolean);
+}
+
+test('addReplica: one more streaming replica at runtime, stopped by destroy()', { skip }, async (t) => {
+  const c = await startCluster({ replicas: 1 });
+  try {
+    await c.query('CREATE TABLE t (id int primary key)');
+    const t0 = performance.now();
+    const r2 = await c.addReplica();
+    t.diagnostic(`addReplica took ${Math.round(performance.now() - t0)} ms`);
+    assert.equal(r2.name, 'replica2');
+    assert.equal(r2.role, 'replica');
+    assert.ok(r2.pid && r2.pid > 0);
+    assert.equal(fs.readlinkSync(`/proc/${r2.pid}/cwd`), r2.dataDir);
+    assert.equal(new Set(c.nodes.map((n) => n.port)).size, 3, 'a port of its own');
+    assert.deepEqual(c.replicas.map((n) => n.name), ['replica1', 'replica2']);
+    assert.deepEqual(c.nodes.map((n) => n.name), ['primary', 'replica1', 'replica2']);
+    assert.ok(c.nodes.includes(r2));
+    assert.deepEqual(await streamingFrom(c, c.primary), ['replica1', 'replica2']);
+    assert.deepEqual(await sql(r2, 'SELECT pg_is_in_recovery()'), [[true]]);
+    // the crash cleanup (watchdog) knows its postmaster
+    assert.ok(fs.readFileSync(path.join(c.dir, '.harness-pids'), 'utf8').split('\n').includes(String(r2.pid)));
+
+    await sql(c.primary, 'INSERT INTO t VALUES (1)');
+    await waitForRow(c, r2, 't', 1);
+
+    // restart after a crash
+    await c.stop(r2, 'immediate');
+    assert.equal(r2.pid, undefined);
+    await sql(c.primary, 'INSERT INTO t VALUES (2)');
+    await c.start(r2);
+    await waitForRow(c, r2, 't', 2);
+    await c.waitStreaming(5000);
+
+    // two at once: distinct names, none reused
+    const more = await Promise.all([c.addReplica(), c.addReplica()]);
+    assert.deepEqual(more.map((n) => n.name).sort(), ['replica3', 'replica4']);
+    assert.deepEqual(await streamingFrom(c, c.primary), ['replica1', 'replica2', 'replica3', 'replica4']);
+
+    const dir = c.dir;
+    const pids = c.nodes.map((n) => n.pid!);
+    const shmids = shmidsOf(c);
+    await c.destroy();
+    await assertNoLeftovers(dir, 5000, shmids);
+    for (const p of pids) assert.equal(fs.existsSync(`/proc/${p}`), false, `pid ${p} gone and reaped`);
+    for (const n of c.nodes) assert.equal(n.pid, undefined);
+  } finally {
+    await c.destroy();
+  }
+});
+
+test('promote: a replica becomes the primary, the old primary keeps running', { skip }, async (t) => {
+  const c = await startCluster({ replicas: 2 });
+  try {
+    const [old, r1, r2] = c.nodes as [PgNode, PgNode, PgNode];
+    await c.query('CREATE TABLE t (id int primary key)');
+    await sql(old, 'INSERT INTO t VALUES (1)');
+    for (const r of [r1, r2]) await waitForRow(c, r, 't', 1);
+
+    const t0 = performance.now();
+    await c.promote(r1);
+    t.diagnostic(`promote took ${Math.round(performance.now() - t0)} ms`);
+    assert.equal(c.primary, r1);
+    assert.deepEqual(c.replicas, [r2]);
+    assert.deepEqual(c.nodes.map((n) => [n.name, n.role]), [['primary', 'former-primary'], ['replica1', 'primary'], ['replica2', 'replica']]);
+
+    // the new primary takes writes; query() now defaults to it
+    assert.deepEqual(await sql(r1, 'SELECT pg_is_in_recovery()'), [[false]]);
+    await sql(r1, 'INSERT INTO t VALUES (2)');
+    assert.equal(await c.query("SELECT current_setting('cluster_name'), pg_is_in_recovery()"), 'replica1|f');
+
+    // the old primary is left running, a primary of its own; replica2 still follows it
+    assert.ok(old.pid && fs.existsSync(`/proc/${old.pid}`));
+    assert.deepEqual(await sql(old, 'SELECT pg_is_in_recovery()'), [[false]]);
+    await sql(old, 'INSERT INTO t VALUES (100)');
+    await waitForRow(c, r2, 't', 100);
+    // replica1's walsender on the old primary goes away once it notices the disconnect
+    await waitUntil('only replica2 streams from the old primary', async () => (await streamingFrom(c, old)).join() === 'replica2');
+    await c.waitStreaming(5000); // replica2 is not expected to stream from the new primary
+
+    // a replica added now is cloned from, and streams from, the new primary
+    const r3 = await c.addReplica();
+    assert.equal(r3.name, 'replica3');
+    assert.deepEqual(await streamingFrom(c, r1), ['replica3']);
+    await waitForRow(c, r3, 't', 2);
+
+    // stopping the old primary is up to the test; nothing else waits for it
+    await c.stop(old);
+    assert.equal(old.pid, undefined);
+    assert.ok(c.nodes.includes(old), 'still a node, so destroy() would stop a restarted one');
+    await c.waitStreaming(5000);
+    await c.stop(r2);
+    await c.start(r2); // ready, with nothing to stream from
+    assert.deepEqual(await sql(r2, 'SELECT pg_is_in_recovery()'), [[true]]);
+
+    // the new primary survives a restart as a primary; its replica reconnects
+    await c.stop(r1, 'immediate');
+    await c.start(r1);
+    await c.waitStreaming(15_000);
+    assert.deepEqual(await sql(r1, 'SELECT pg_is_in_recovery()'), [[false]]);
+    await sql(r1, 'INSERT INTO t VALUES (3)');
+    await waitForRow(c, r3, 't', 3);
+
+    await assert.rejects(c.promote(r1), /not a replica/);
+    await assert.rejects(c.promote(old), /not a replica/);
+
+    const dir = c.dir;
+    const shmids = shmidsOf(c);
+    await c.start(old); // a former primary restarts as a primary and is stopped by destroy()
+    assert.deepEqual(await sql(old, 'SELECT pg_is_in_recovery()'), [[false]]);
+    shmids.push(shmidOf(old.dataDir));
+    await c.destroy();
+    await assertNoLeftovers(dir, 5000, shmids);
+  } finally {
+    await c.destroy();
+  }
+});
+
 test('ssl: true cluster accepts TLS (sslmode=require and verified) and plain connections', { skip }, async () => {
   const c = await startCluster({ ssl: true, conf: { max_connections: 50, work_mem: '8MB', autovacuum: false } });
   try {
@@ -311,6 +437,8 @@ interface ChildInfo {
   pids: number[];
   shmids: string[];
   sigterm: number;
+  /** the harness's pid file (what the watchdog kills first) */
+  pidFile: number[];
 }
 
 const CHILD_SCRIPT = `
@@ -318,9 +446,14 @@ const { startCluster } = await import(${JSON.stringify(HARNESS_URL)});
 const fs = await import('node:fs');
 const mode = process.env.HARNESS_MODE;
 if (mode === 'custom-handler') process.on('SIGTERM', () => { console.log('custom handler'); process.exit(7); });
-const c = await startCluster({ replicas: mode === 'sigkill' ? 1 : 0 });
+const c = await startCluster({ replicas: mode === 'sigkill' || mode === 'grown' ? 1 : 0 });
+if (mode === 'grown') {
+  await c.addReplica();
+  await c.promote(c.replicas[0]);
+}
 const shmids = c.nodes.map((n) => fs.readFileSync(n.dataDir + '/postmaster.pid', 'utf8').split('\\n')[6].trim().split(/\\s+/)[1]);
-console.log(JSON.stringify({ dir: c.dir, pids: c.nodes.map((n) => n.pid), shmids, sigterm: process.listenerCount('SIGTERM') }));
+const pidFile = fs.readFileSync(c.dir + '/.harness-pids', 'utf8').split('\\n').filter(Boolean).map(Number);
+console.log(JSON.stringify({ dir: c.dir, pids: c.nodes.map((n) => n.pid), shmids, sigterm: process.listenerCount('SIGTERM'), pidFile }));
 if (mode === 'forget') await c.query('SELECT 1'); // and end without destroy()
 else setInterval(() => {}, 1000);
 `;
@@ -373,6 +506,15 @@ test('cleanup when the test process goes away', { skip }, async (t) => {
     await exit;
     await assertNoLeftovers(info.dir, 10_000, info.shmids);
     for (const p of info.pids) assert.equal(fs.existsSync(`/proc/${p}/cwd`) && fs.readlinkSync(`/proc/${p}/cwd`).startsWith(info.dir), false);
+  });
+
+  await t.test('SIGKILL after addReplica + promote: every server, old primary included, is cleaned up', async () => {
+    const { info, exit, pid } = await runChild('grown');
+    assert.equal(info.pids.length, 3);
+    assert.deepEqual([...info.pidFile].sort(), [...info.pids].sort(), 'the pid file lists every postmaster');
+    process.kill(pid, 'SIGKILL');
+    await exit;
+    await assertNoLeftovers(info.dir, 10_000, info.shmids);
   });
 
   await t.test('no destroy() at all: cleaned up when the event loop drains', async () => {

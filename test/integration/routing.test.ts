@@ -540,7 +540,7 @@ test('a replica that cannot be reached is skipped: reads go to the other one', a
 });
 
 test('a replica that stops answering is taken out of rotation by the monitor, and back when it answers again', async () => {
-  const g = await gateway();
+  const g = await gateway({ balancer: { ban_ms: 300 } });
   const c = await client(g);
   const seen = events(g);
   const r1 = cluster.replicas[0]!;
@@ -558,8 +558,8 @@ test('a replica that stops answering is taken out of rotation by the monitor, an
   const places = new Set<string>();
   for (let i = 0; i < 4; i++) places.add(await where(c));
   assert.deepEqual([...places].sort(), ['replica1', 'replica2']);
-  assert.ok(seen.some((e) => e.type === 'node_down' && e.node === 'replica1'));
-  assert.ok(seen.some((e) => e.type === 'node_up' && e.node === 'replica1'));
+  assert.ok(seen.some((e) => e.type === 'replica_banned' && e.node === 'replica1'));
+  assert.ok(seen.some((e) => e.type === 'replica_unbanned' && e.node === 'replica1'));
 });
 
 // ------------------------------------------------------------------ pgbench

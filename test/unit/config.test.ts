@@ -87,6 +87,7 @@ test('minimal file gets every default', () => {
       failed_login_max_delay_ms: 5000,
     },
     routing: { read_write_split: true, consistency: 'read-your-writes', replica_safe_functions: [], cache_size: 10_000 },
+    balancer: { strategy: 'round-robin', include_primary: 'when_no_replica', ban_ms: 10_000, max_replica_lag_ms: 0, max_replica_lag_bytes: 0 },
     monitor: { database: 'postgres', interval_ms: 100 },
     log: { level: 'info' },
   } satisfies Config);
