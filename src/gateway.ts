@@ -17,8 +17,10 @@ import { Router } from './router/router.js';
 import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
 import { EventBus } from './observability/events.js';
-import { startAdmin, type AdminServer } from './admin/server.js';
+import { startAdmin, AdminError, type AdminServer } from './admin/server.js';
 import type { Config } from './config/types.js';
+import { nodeSchema } from './config/schema.js';
+import { loadConfigFile } from './config/load.js';
 
 export const VERSION = '0.1.0';
 
@@ -234,6 +236,41 @@ export class Gateway {
     }
     this.events.emit({ type: 'config_reloaded', changed: applied, restart_required: restart });
     return { applied, restart_required: restart };
+  }
+
+  /** POST /api/v1/replicas: { name?, host, port?, weight? }; it takes reads once it passes a probe. */
+  addReplica(body: unknown) {
+    const r = nodeSchema.safeParse(body);
+    if (!r.success) {
+      const problems = r.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message }));
+      throw new AdminError(400, 'invalid_replica', 'the replica is not valid: ' + problems.map((p) => `${p.path}: ${p.message}`).join('; '), problems);
+    }
+    const topo = this.topology;
+    let name = r.data.name;
+    if (name === undefined) {
+      let i = 1;
+      while (topo.node(`replica${i}`)) i++;
+      name = `replica${i}`;
+    }
+    if (topo.node(name)) throw new AdminError(409, 'exists', `a node named "${name}" exists already; DELETE it first or choose another name`);
+    return nodeView(topo.addReplica({ name, host: r.data.host, port: r.data.port, weight: r.data.weight }, 'api'));
+  }
+
+  /** DELETE /api/v1/replicas/{name}: drain (default) lets open transactions finish first. */
+  removeReplica(name: string, drain: boolean): Promise<void> {
+    const topo = this.topology;
+    const n = topo.node(name);
+    if (!n) return Promise.reject(new AdminError(404, 'not_found', `no node named "${name}"`));
+    if (n === topo.primary) return Promise.reject(new AdminError(409, 'is_primary', `"${name}" is the primary; only replicas can be removed`));
+    return topo.removeReplica(name, drain);
+  }
+
+  /** POST /api/v1/reload: the config file read again; nothing changes when it has problems. */
+  reloadFromFile(): ReloadResult {
+    if (this.configFile === undefined) throw new AdminError(409, 'no_config_file', 'this gateway was not started from a config file (switchyard start -c FILE); there is nothing to reload');
+    const r = loadConfigFile(this.configFile);
+    if (!r.ok) throw new AdminError(400, 'invalid_config', `${this.configFile} has ${r.problems.length} problem(s); nothing was changed`, r.problems);
+    return this.reload(r.config);
   }
 
   /** The replicas and the primary as they are now (GET /api/v1/topology). */

@@ -1,4 +1,4 @@
-// The admin HTTP listener: health endpoints and a read-only status API (the operating issue grows it).
+// The admin HTTP listener: health endpoints, status, the topology API (add and drain replicas) and reload.
 
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -8,6 +8,25 @@ import type { AdminConfig } from '../config/types.js';
 export interface AdminSource {
   status(): unknown;
   primaryReachable(timeoutMs?: number): Promise<boolean>;
+  topologyView(): unknown;
+  /** Add a replica (validated body); throws AdminError. */
+  addReplica(body: unknown): unknown;
+  /** Take a replica out; resolves when it is gone (drain: after its open transactions end). */
+  removeReplica(name: string, drain: boolean): Promise<void>;
+  /** Re-read the config file and apply it; throws AdminError. */
+  reloadFromFile(): unknown;
+}
+
+/** An error the API answers with its status code and a JSON body { error, message, problems? }. */
+export class AdminError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly problems?: { path: string; message: string }[],
+  ) {
+    super(message);
+  }
 }
 
 export interface AdminServer {
@@ -37,7 +56,37 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'primary unreachable' });
   });
   app.get('/api/v1/status', async () => source.status());
+  app.get('/api/v1/topology', async () => source.topologyView());
+  app.post('/api/v1/replicas', async (req, reply) => reply.code(201).send({ replica: source.addReplica(req.body ?? {}) }));
+  app.delete<{ Params: { name: string }; Querystring: { drain?: string; wait?: string } }>('/api/v1/replicas/:name', async (req, reply) => {
+    const drain = flag(req.query.drain, true, 'drain');
+    const wait = flag(req.query.wait, false, 'wait');
+    const done = source.removeReplica(req.params.name, drain);
+    if (wait) {
+      await done;
+      return reply.code(200).send({ name: req.params.name, state: 'removed' });
+    }
+    done.catch(() => {});
+    // Rejected at once for an unknown name: answered as such instead of 202.
+    await Promise.race([done, new Promise((r) => setImmediate(r))]);
+    return reply.code(202).send({ name: req.params.name, state: drain ? 'draining' : 'removing' });
+  });
+  app.post('/api/v1/reload', async () => source.reloadFromFile());
+  app.setErrorHandler(async (err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (err instanceof AdminError) {
+      return reply.code(err.status).send({ error: err.code, message: err.message, ...(err.problems && { problems: err.problems }) });
+    }
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    return reply.code(status).send({ error: status === 500 ? 'internal' : 'bad_request', message: err.message });
+  });
   return app;
+}
+
+function flag(v: string | undefined, dflt: boolean, name: string): boolean {
+  if (v === undefined || v === '') return dflt;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new AdminError(400, 'bad_request', `query parameter ${name} must be true or false, got "${v}"`);
 }
 
 export async function startAdmin(source: AdminSource, cfg: AdminConfig): Promise<AdminServer> {

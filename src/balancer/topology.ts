@@ -165,14 +165,15 @@ export class Topology {
    * The node for a read: a replica chosen by the balancer among those that may take reads (not banned,
    * not lagging, not draining, probed, weight above 0) and have replayed minLsn; the primary per
    * balancer.include_primary, and whenever no replica has replayed minLsn (read-your-writes comes first).
-   * With include_primary 'never' and every replica out, bans and lag limits are lifted.
+   * With include_primary 'never' and every replica out, bans and lag limits are lifted. avoid: a node
+   * that just failed the client (its connection died), not yet known to be down.
    */
-  pickRead(clientKey?: string, minLsn?: number): DbNode {
+  pickRead(clientKey?: string, minLsn?: number, avoid?: DbNode): DbNode {
     const now = performance.now();
     const usable: DbNode[] = [];
     const ready: DbNode[] = [];
     for (const n of this.others) {
-      if (n.role !== 'replica' || n.draining || n.weight <= 0) continue;
+      if (n.role !== 'replica' || n.draining || n.weight <= 0 || n === avoid) continue;
       if (this.monitored && !n.probed) continue;
       if (minLsn !== undefined && n.lsn < minLsn) continue;
       usable.push(n);

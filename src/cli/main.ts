@@ -13,6 +13,8 @@ const USAGE = `switchyard ${VERSION} — a PostgreSQL gateway
 Usage:
   switchyard start -c FILE          run one gateway with the config in FILE (or $SWITCHYARD_CONFIG)
   switchyard check-config -c FILE   validate FILE; prints every problem with its path, exits 1 on any
+  switchyard reload -c FILE         make the gateway started with FILE read it again (through its admin API;
+                                    the same as sending it SIGHUP); prints what was applied
   switchyard route [-c FILE] [--file F] ["SQL" ...]
                                     print where each statement would be routed, one JSON object a line
       -c FILE           take routing.replica_safe_functions from the config in FILE
@@ -59,8 +61,38 @@ async function start(args: string[]): Promise<void> {
   const r = loadConfigFile(file);
   if (!r.ok) fail(formatProblems(r.problems, file));
   if (r.warnings.length) process.stderr.write(formatProblems(r.warnings, file) + '\n');
-  const gw = await Gateway.start(r.config);
+  const gw = await Gateway.start(r.config, { configFile: file });
   onShutdown(() => gw.close());
+  process.on('SIGHUP', () => {
+    const next = loadConfigFile(file);
+    if (!next.ok) {
+      gw.log.error({ problems: next.problems }, `reload: ${file} has problems; nothing was changed`);
+      process.stderr.write(formatProblems(next.problems, file) + '\n');
+      return;
+    }
+    gw.reload(next.config);
+  });
+}
+
+/** Ask a running gateway (found through the admin section of FILE) to read its config file again. */
+async function reload(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const file = configPath(values);
+  const r = loadConfigFile(file);
+  if (!r.ok) fail(formatProblems(r.problems, file), 1);
+  const a = r.config.admin;
+  if (a.port === 0) fail(`switchyard reload: admin.port is 0 in ${file}, so the gateway has no admin API to ask; send it SIGHUP instead`, 1);
+  const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${a.port}/api/v1/reload`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: a.token ? { authorization: `Bearer ${a.token}` } : {} });
+  } catch (e) {
+    fail(`switchyard reload: cannot reach the gateway's admin API at ${url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`, 1);
+  }
+  const body = await res.text();
+  if (!res.ok) fail(`switchyard reload: ${res.status} ${body}`, 1);
+  process.stdout.write(body + '\n');
 }
 
 function checkConfig(args: string[]): void {
@@ -175,6 +207,8 @@ async function main(argv: string[]): Promise<void> {
       return start(rest);
     case 'check-config':
       return checkConfig(rest);
+    case 'reload':
+      return reload(rest);
     case 'route':
       return route(rest);
     case 'sandbox':

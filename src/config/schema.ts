@@ -80,7 +80,7 @@ const pool = z.strictObject({
 });
 
 /** name is optional here: replicas get 'replica<N>' from their position, which only load.ts knows. */
-const node = z.strictObject({
+export const nodeSchema = z.strictObject({
   name: nonEmpty().optional(),
   host: nonEmpty(),
   port: port(1).default(5432),
@@ -157,8 +157,8 @@ export const configSchema = z.strictObject({
   listen: listen.prefault({}),
   admin: admin.prefault({}),
   pool: pool.prefault({}),
-  primary: node,
-  replicas: z.array(node).default([]),
+  primary: nodeSchema,
+  replicas: z.array(nodeSchema).default([]),
   server_tls: serverTls.prefault({}),
   auth: auth.prefault({}),
   routing: routing.prefault({}),

@@ -178,8 +178,10 @@ export class PooledRelay {
   /** A read that opens nothing, sent first on a fresh replica lease: run again elsewhere if the connection dies before any answer. */
   private retryMsg: Buffer | undefined;
   private retryEntry: Expected | undefined;
-  /** The last message run again (each runs again at most once). */
+  /** The last message run again, how often, and the node it failed on. */
   private retried: Buffer | undefined;
+  private retries = 0;
+  private avoid: DbNode | undefined;
   /** A FATAL error the server sent as it went away (kept from the client: the gateway answers for the lost connection). */
   private serverFatal: string | undefined;
   private readonly handles = new Map<DbNode, PoolHandle>();
@@ -595,7 +597,8 @@ export class PooledRelay {
     if (fx.plain || fx.parseError !== undefined) {
       this.out(msg);
       // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
-      if (this.onReplica && d.txn === undefined && d.replay.length === 0 && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && msg !== this.retried) {
+      if (msg !== this.retried) this.retries = 0;
+      if (this.onReplica && d.txn === undefined && d.replay.length === 0 && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
         this.retryEntry = { t: T_QUERY };
         return this.expect(this.retryEntry);
@@ -720,7 +723,7 @@ export class PooledRelay {
       if (topo.allReplayed(this.writeLsn)) this.writeAt = this.writeLsn = undefined;
       else min = this.writeLsn;
     }
-    return topo.pickRead(this.host.address, min);
+    return topo.pickRead(this.host.address, min, this.avoid);
   }
 
   private memoSql: string | undefined;
@@ -1089,7 +1092,9 @@ export class PooledRelay {
     const e = this.expected[this.head];
     if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
     // The server is going away (shutdown, terminated backend): the gateway answers for the lost connection.
-    if (t === 0x45 /* E */ && isFatal(buf, off)) {
+    // An immediate shutdown announces itself with a WARNING notice (57P01/57P02) before the connection
+    // drops: kept from the client too, so a read not yet answered can still run again elsewhere.
+    if ((t === 0x45 /* E */ && isFatal(buf, off)) || (t === 0x4e /* N */ && isShutdownNotice(buf, off))) {
       this.serverFatal = m.readErrorFields(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1))).get('M');
       return DROP;
     }
@@ -1232,6 +1237,7 @@ export class PooledRelay {
   }
 
   private leased(server: ServerConnection): void {
+    this.avoid = undefined;
     if (this.closed) {
       this.node!.pools.release(server, true, 'keep');
       return;
@@ -1559,6 +1565,8 @@ export class PooledRelay {
       const msg = this.retryMsg;
       this.retryMsg = this.retryEntry = undefined;
       this.retried = msg;
+      this.retries++;
+      this.avoid = node;
       this.expected = [];
       this.head = 0;
       this.phase = 'idle';
@@ -1699,6 +1707,9 @@ const PARSE_SETTINGS = ['search_path', 'datestyle', 'intervalstyle', 'timezone',
 /** A channel only pooled connections ever listen on, inside a client's transaction, to learn whether it committed. */
 const COMMIT_SENTINEL = 'switchyard.commit';
 
+/** Times a read whose connection died before answering runs again elsewhere. */
+const MAX_RETRIES = 2;
+
 /** Bytes kept for a client that has no server connection yet, before its socket is paused. */
 const MAX_WAITING_BYTES = 256 * 1024;
 
@@ -1736,6 +1747,12 @@ function isFatal(buf: Buffer, off: number): boolean {
     i = stop + 1;
   }
   return false;
+}
+
+/** A NoticeResponse at off with SQLSTATE 57P01 or 57P02: the server is shutting down now. */
+function isShutdownNotice(buf: Buffer, off: number): boolean {
+  const code = m.readErrorFields(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1))).get('C');
+  return code === '57P01' || code === '57P02';
 }
 
 function toPgError(e: unknown): PgError {
