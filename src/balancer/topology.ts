@@ -245,7 +245,12 @@ export class Topology {
     if (this.samples.length === 0) return undefined;
     const first = (list: Sample[]) => list.find((s) => s.sentAt <= at && s.lsn > lsn);
     const oldest = this.samples[0]!;
-    const s = oldest.lsn > lsn && oldest.sentAt <= at ? (first(this.coarse) ?? oldest) : first(this.samples);
+    let s = first(this.samples);
+    // Behind even the oldest fine sample: the coarse history may reach further back.
+    if (s === oldest) {
+      const c = first(this.coarse);
+      if (c && c.sentAt < oldest.sentAt) s = c;
+    }
     return s ? Math.max(0, Math.round(at - s.sentAt)) : 0;
   }
 
@@ -266,15 +271,22 @@ export class Topology {
     if (node.banned) return;
     node.banned = true;
     this.opts.onEvent({ type: 'replica_banned', node: node.name, message, ban_ms: banMs });
-    if (!this.monitored && !this.closed) {
-      // Nothing else looks at it again: try it when the ban runs out.
-      const t = setTimeout(() => {
-        this.retryTimers.delete(t);
-        if (node.banned) this.unban(node);
-      }, banMs);
-      t.unref();
-      this.retryTimers.add(t);
-    }
+    // Nothing else looks at it again without a monitor: try it when the ban runs out.
+    if (!this.monitored) this.unbanLater(node, banMs);
+  }
+
+  /** Unban when bannedUntil passes (a failure meanwhile has moved it on). */
+  private unbanLater(node: DbNode, ms: number): void {
+    if (this.closed) return;
+    const t = setTimeout(() => {
+      this.retryTimers.delete(t);
+      if (!node.banned || node.removed) return;
+      const left = node.bannedUntil - performance.now();
+      if (left > 0) this.unbanLater(node, left);
+      else this.unban(node);
+    }, ms);
+    t.unref();
+    this.retryTimers.add(t);
   }
 
   private unban(node: DbNode): void {
@@ -470,7 +482,8 @@ export class Topology {
     const primaryWritable = p.inRecovery === false;
     if (best) {
       const later = p.timeline !== undefined && best.timeline! > p.timeline;
-      const primaryGone = !primaryWritable && (p.inRecovery === true || p.timeline === undefined);
+      // A primary not yet probed is not gone: only one known to be down (or demoted) is.
+      const primaryGone = !primaryWritable && (p.inRecovery === true || (p.timeline === undefined && !p.healthy));
       if (later || primaryGone) this.promote(best);
     }
     for (const n of this.others) {

@@ -115,6 +115,65 @@ test('start: refuses a bad config before listening; serves a good one; SIGTERM s
   assert.equal(await exited, 0);
 });
 
+test('reload: `switchyard reload` and SIGHUP make a running gateway apply its edited file; a bad file changes nothing', async (t) => {
+  const dir = tmpdir(t);
+  const cluster = await startCluster({ replicas: 1 });
+  t.after(() => cluster.destroy());
+  const adminPort = await freePort();
+  const token = 'cli-reload-test-token';
+  const file = path.join(dir, 'gw.yaml');
+  const write = (extra: string[]) =>
+    fs.writeFileSync(
+      file,
+      [
+        'listen: { host: 127.0.0.1, port: 0 }',
+        `admin: { host: 127.0.0.1, port: ${adminPort}, token: ${token} }`,
+        `primary: { host: 127.0.0.1, port: ${cluster.primary.port} }`,
+        'server_tls: { mode: disable }',
+        'auth: { users: [ { name: postgres, password: postgres } ] }',
+        ...extra,
+        '',
+      ].join('\n'),
+    );
+  const replica = `replicas: [ { name: r1, host: 127.0.0.1, port: ${cluster.replicas[0]!.port} } ]`;
+  write([replica]);
+  const { child, exited } = await spawnUntil(['start', '-c', file], /switchyard listening/);
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const topology = async () => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/topology`, { headers: { authorization: `Bearer ${token}` } });
+    return (await res.json()) as { replicas: { name: string; weight: number }[]; balancer: { strategy: string } };
+  };
+  assert.deepEqual((await topology()).replicas.map((r) => r.name), ['r1']);
+
+  write(['replicas: []', 'balancer: { strategy: least-connections }']);
+  const r = await run(['reload', '-c', file]);
+  assert.equal(r.code, 0, r.stderr);
+  const applied = JSON.parse(r.stdout) as { applied: string[]; restart_required: string[] };
+  assert.deepEqual(applied, { applied: ['replicas: draining r1', 'balancer'], restart_required: [] });
+  for (let i = 0; (await topology()).replicas.length > 0; i++) {
+    assert.ok(i < 100, 'r1 drained away');
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.equal((await topology()).balancer.strategy, 'least-connections');
+
+  write(['replicas: [ { name: r1, host: 127.0.0.1, port: x } ]']);
+  const bad = await run(['reload', '-c', file]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /replicas\[0\]\.port/);
+
+  write([replica.replace('}', ', weight: 3 }')]);
+  child.kill('SIGHUP');
+  for (let i = 0; (await topology()).replicas.length === 0; i++) {
+    assert.ok(i < 100, 'r1 back after SIGHUP');
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.deepEqual((await topology()).replicas.map((x) => [x.name, x.weight]), [['r1', 3]]);
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
 test('sandbox: without PostgreSQL server binaries it says how to install them and exits non-zero', async () => {
   const r = await run(['sandbox', '--port', '0'], { SWITCHYARD_PG_BIN: '/nonexistent' });
   assert.notEqual(r.code, 0);
