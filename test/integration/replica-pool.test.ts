@@ -303,3 +303,57 @@ test('a reload drains a replica removed from the file and adds one put in it; th
   await until('reads on replica1 again', async () => (await where(c)) === r1!.name);
   assert.ok(seen.some((e) => e.type === 'config_reloaded'));
 });
+
+test('a replica removed at once: a client in a transaction there gets an error for that transaction only, then goes on elsewhere with its session', { timeout: 60_000 }, async () => {
+  const g = await gateway();
+  const seen = events(g);
+  await until('both replicas probed', () => g.topology.replicas.every((n) => n.probed));
+  const c = await client(g);
+  await c.query("SET statement_timeout = '31s'");
+  await c.query("SET application_name = 'lost-transaction'");
+
+  // Simple protocol: a statement in flight inside a transaction.
+  await c.query('BEGIN');
+  const first = await where(c);
+  const slow = c.query('SELECT pg_sleep(5)').then(() => assert.fail('expected an error'), (e: { code?: string; message: string }) => e);
+  await sleep(300);
+  const removed = await api(g, 'DELETE', `/api/v1/replicas/${first}?drain=false&wait=true`);
+  assert.equal(removed.status, 200, await removed.clone().text());
+  const lost = await slow;
+  assert.equal(lost.code, '08006');
+  assert.match(lost.message, new RegExp(`"${first}" lost`));
+  await assert.rejects(c.query('SELECT 1'), (e: { code?: string }) => e.code === '25P02', 'the transaction is failed until the client ends it');
+  await c.query('ROLLBACK');
+  const second = await where(c);
+  assert.notEqual(second, first);
+  assert.equal((await c.query('SHOW statement_timeout')).rows[0].statement_timeout, '31s');
+  assert.equal((await c.query('SHOW application_name')).rows[0].application_name, 'lost-transaction');
+
+  // Extended protocol (a parameterised query) in flight inside a transaction, on the last replica.
+  await c.query('BEGIN');
+  assert.equal(await where(c), second);
+  const slow2 = c.query('SELECT pg_sleep($1::float8)', [5]).then(() => assert.fail('expected an error'), (e: { code?: string }) => e);
+  await sleep(300);
+  assert.equal((await api(g, 'DELETE', `/api/v1/replicas/${second}?drain=false&wait=true`)).status, 200);
+  assert.equal((await slow2).code, '08006');
+  await assert.rejects(c.query('SELECT $1::int', [1]), (e: { code?: string }) => e.code === '25P02');
+  const rb = await c.query('COMMIT');
+  assert.equal(rb.command, 'ROLLBACK', 'COMMIT of the failed transaction rolls back, as in PostgreSQL');
+  // No replica left: reads go to the primary, with the session's settings.
+  assert.equal(await where(c), 'primary');
+  assert.equal((await c.query('SHOW statement_timeout')).rows[0].statement_timeout, '31s');
+  assert.equal(seen.filter((e) => e.type === 'server_lost').length, 2);
+  assert.equal(seen.filter((e) => e.type === 'client_error').length, 0, 'the client was never disconnected');
+});
+
+test('ip-hash: a client address keeps its replica', { timeout: 30_000 }, async () => {
+  const g = await gateway({ balancer: { strategy: 'ip-hash' } });
+  await until('both replicas probed', () => g.topology.replicas.every((n) => n.probed));
+  const places = new Set<string>();
+  for (let i = 0; i < 3; i++) {
+    const c = await client(g);
+    for (let j = 0; j < 5; j++) places.add(await where(c));
+  }
+  assert.equal(places.size, 1, `one replica for 127.0.0.1, got ${[...places]}`);
+  assert.match([...places][0]!, /^replica[12]$/);
+});
