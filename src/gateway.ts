@@ -203,7 +203,9 @@ export class Gateway {
       }
     }
     for (const n of topo.nodes) {
-      if (n !== topo.primary && n.source === 'config' && !wanted.has(n.name) && !n.draining) {
+      // The file's primary (a former primary after a failover, say) is not one of the file's replicas to drain.
+      const filePrimary = n.name === next.primary.name || n.name === cur.primary.name;
+      if (n !== topo.primary && n.source === 'config' && !filePrimary && !wanted.has(n.name) && !n.draining) {
         void topo.removeReplica(n.name, true);
         applied.push(`replicas: draining ${n.name}`);
       }
@@ -231,6 +233,7 @@ export class Gateway {
       this.log.level = next.log.level;
       applied.push('log');
     }
+    topo.ensurePolling();
     for (const k of ['listen', 'admin', 'primary', 'server_tls', 'auth', 'monitor'] as const) {
       if (!same(cur[k], next[k])) restart.push(k);
     }

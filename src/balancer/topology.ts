@@ -104,6 +104,8 @@ export class Topology {
   /** Nodes whose check is in flight: each node is checked on its own, so one that hangs holds up no other. */
   private readonly polling = new Set<DbNode>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** The latest timeline a primary has been seen on. */
+  private topTimeline = 0;
   private closed = false;
 
   constructor(private readonly opts: TopologyOptions) {
@@ -336,7 +338,10 @@ export class Topology {
         n.pools.drain('is being drained');
       }
     }
-    if (!drain) n.pools.closeAll('was removed');
+    if (!drain) {
+      n.pools.drain('was removed');
+      n.pools.closeAll('was removed');
+    }
     return this.whenEmpty(n, drain);
   }
 
@@ -360,6 +365,12 @@ export class Topology {
 
   private forget(n: DbNode, drained: boolean): void {
     if (n.removed) return;
+    // Promoted while it drained: the primary stays (its pools serve again).
+    if (n === this.primary) {
+      n.draining = false;
+      n.pools.undrain();
+      return;
+    }
     n.removed = true;
     this.others = this.others.filter((x) => x !== n);
     this.monitors.get(n)?.close();
@@ -392,9 +403,9 @@ export class Topology {
 
   private started = false;
 
-  private ensurePolling(): void {
-    if (!this.started || this.timer || this.closed || !this.monitored) return;
-    if (!this.opts.config.routing.read_write_split || this.others.length === 0) return;
+  /** Polling runs once there is another node: reads, lag and failover all need it. */
+  ensurePolling(): void {
+    if (!this.started || this.timer || this.closed || !this.monitored || this.others.length === 0) return;
     this.timer = setInterval(() => this.poll(), this.opts.config.monitor.interval_ms);
     this.timer.unref();
     this.poll();
@@ -406,7 +417,9 @@ export class Topology {
     for (const n of this.nodes) {
       if (this.polling.has(n) || n.removed) continue;
       this.polling.add(n);
-      void this.pollNode(n).finally(() => this.polling.delete(n));
+      this.pollNode(n)
+        .catch((e: unknown) => this.opts.onEvent({ type: 'node_down', node: n.name, role: n.role, message: `check failed: ${(e as Error).message}` }))
+        .finally(() => this.polling.delete(n));
     }
   }
 
@@ -474,9 +487,12 @@ export class Topology {
    */
   private decideRoles(): void {
     const p = this.primary;
+    if (p.timeline !== undefined && p.inRecovery === false) this.topTimeline = Math.max(this.topTimeline, p.timeline);
     let best: DbNode | undefined;
     for (const n of this.others) {
-      if (n.inRecovery !== false || n.timeline === undefined || n.removed) continue;
+      if (n.inRecovery !== false || n.timeline === undefined || n.removed || n.draining) continue;
+      // Never back to an older timeline (a former primary still writable while the current one is down).
+      if (n.timeline < this.topTimeline) continue;
       if (!best || n.timeline > best.timeline!) best = n;
     }
     const primaryWritable = p.inRecovery === false;
@@ -515,7 +531,12 @@ export class Topology {
     const from = n.role;
     if (from === role) return;
     n.role = role;
-    if (role === 'fenced' || from === 'primary') n.pools.closeAll(role === 'fenced' ? 'is writable but not the primary (fenced)' : 'is no longer the primary');
+    if (role === 'fenced' || from === 'primary') {
+      const reason = role === 'fenced' ? 'is writable but not the primary (fenced)' : 'is no longer the primary';
+      // Connections still opening are refused at once; the open ones close (their clients get an error
+      // for the transaction there) once this decision is complete.
+      n.pools.closeAll(reason, true);
+    }
     if (role !== 'replica') {
       n.lagging = false;
       n.lagBytes = n.lagMs = undefined;

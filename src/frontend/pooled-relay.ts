@@ -173,8 +173,13 @@ export class PooledRelay {
   private onReplica = false;
   /** Nodes tried for the transaction being leased (a replica that cannot serve sends it elsewhere). */
   private leaseTries = 0;
-  /** The client's transaction was lost with its server connection: what it sends next runs in a failed transaction. */
-  private abortNext: string | undefined;
+  /**
+   * The client's transaction was lost with its server connection: the gateway answers everything
+   * itself, as PostgreSQL answers inside a failed transaction, until the client ends it.
+   */
+  private lost: LostTransaction | undefined;
+  /** An ErrorResponse already reached the client for the Query (or extended group) in progress. */
+  private errorSent = false;
   /** A read that opens nothing, sent first on a fresh replica lease: run again elsewhere if the connection dies before any answer. */
   private retryMsg: Buffer | undefined;
   private retryEntry: Expected | undefined;
@@ -183,7 +188,7 @@ export class PooledRelay {
   private retries = 0;
   private avoid: DbNode | undefined;
   /** A FATAL error the server sent as it went away (kept from the client: the gateway answers for the lost connection). */
-  private serverFatal: string | undefined;
+  private serverFatal: { code: string; message: string } | undefined;
   private readonly handles = new Map<DbNode, PoolHandle>();
   /** SET switchyard.route: the gateway's own setting, never sent to a server. */
   private routeSetting: 'auto' | 'primary' | 'replica' = 'auto';
@@ -233,6 +238,7 @@ export class PooledRelay {
 
   /** One client message (a view that is valid during this call, unless copied). Returns false for Terminate. */
   fromClient(msg: Buffer): boolean {
+    if (this.lost && this.phase === 'idle' && this.waiting.length === 0) return this.answerLost(msg);
     if (this.phase === 'idle' && this.waiting.length === 0) {
       if (msg[0] === T_TERMINATE) return false; // nothing in flight: no connection needed to say goodbye
       if (msg[0] === T_QUERY && this.answerWithoutServer(msg)) return true;
@@ -598,7 +604,8 @@ export class PooledRelay {
       this.out(msg);
       // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
       if (msg !== this.retried) this.retries = 0;
-      if (this.onReplica && d.txn === undefined && d.replay.length === 0 && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
+      const read = d.target !== 'primary' && d.hint === undefined && this.routeSetting === 'auto' && d.txn === undefined && d.replay.length === 0;
+      if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
         this.retryEntry = { t: T_QUERY };
         return this.expect(this.retryEntry);
@@ -1095,7 +1102,8 @@ export class PooledRelay {
     // An immediate shutdown announces itself with a WARNING notice (57P01/57P02) before the connection
     // drops: kept from the client too, so a read not yet answered can still run again elsewhere.
     if ((t === 0x45 /* E */ && isFatal(buf, off)) || (t === 0x4e /* N */ && isShutdownNotice(buf, off))) {
-      this.serverFatal = m.readErrorFields(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1))).get('M');
+      const f = m.readErrorFields(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1)));
+      this.serverFatal = { code: f.get('C') ?? SQLSTATE.CONNECTION_FAILURE, message: f.get('M') ?? 'the server is going away' };
       return DROP;
     }
     if (t === 0x5a /* Z */) this.lastStatus = buf[off + 5]!;
@@ -1113,6 +1121,7 @@ export class PooledRelay {
     switch (t) {
       case 0x5a: {
         // Z ReadyForQuery
+        this.errorSent = false;
         this.pop();
         if (e.ok || e.undo) (buf[off + 5] === 0x45 /* E */ ? e.undo : e.ok)?.();
         if (buf[off + 5] === 0x49 /* I */) this.endTransaction();
@@ -1137,6 +1146,7 @@ export class PooledRelay {
         return e.swallow === 'ok' ? DROP : KEEP;
       case 0x45: // E ErrorResponse
         this.copyIn = false;
+        this.errorSent = true;
         if (simple) return PASS;
         this.pop();
         e.undo?.();
@@ -1226,10 +1236,11 @@ export class PooledRelay {
   }
 
   /** A node that cannot serve (nothing of the client's ran there yet): another replica, else the primary. */
-  private leaseFailed(node: DbNode, err: Error): void {
+  private leaseFailed(node: DbNode, err: Error, ban = true): void {
     const topo = this.host.topology;
     if (node !== topo.primary && this.replay === undefined) {
-      if (!node.draining && (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS)) topo.markDown(node, err.message);
+      // One pooled connection that died says little; a failed connect or a draining node, all there is.
+      if (ban && node.role === 'replica' && !node.draining && (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS)) topo.markDown(node, err.message);
       const next = ++this.leaseTries < 3 ? this.chooseNode() : topo.primary;
       return this.leaseFrom(next === node ? topo.primary : next);
     }
@@ -1238,9 +1249,16 @@ export class PooledRelay {
 
   private leased(server: ServerConnection): void {
     this.avoid = undefined;
+    const node = this.node!;
     if (this.closed) {
-      this.node!.pools.release(server, true, 'keep');
+      node.pools.release(server, true, 'keep');
       return;
+    }
+    // The node's role changed while the lease waited (a failover): this connection is not for that work now.
+    const topo = this.host.topology;
+    if (this.onReplica ? node.role !== 'replica' : node !== topo.primary) {
+      node.pools.release(server, false);
+      return this.leaseFrom(this.chooseNode());
     }
     this.server = server;
     const ss = this.ss = serverState(server);
@@ -1248,7 +1266,6 @@ export class PooledRelay {
     if (!settingsDelta(this.state.settings, ss.settings)) return this.resume();
     this.phase = 'busy';
     this.syncing = true;
-    const node = this.node!;
     this.syncSettings().then(
       () => {
         this.syncing = false;
@@ -1261,7 +1278,7 @@ export class PooledRelay {
         if (server.closed) {
           this.server = undefined;
           this.ss = undefined;
-          return this.leaseFailed(node, e as Error);
+          return this.leaseFailed(node, e as Error, false);
         }
         this.host.fatal(toPgError(e));
       },
@@ -1294,7 +1311,6 @@ export class PooledRelay {
   private resume(): void {
     if (this.closed || !this.server) return;
     this.phase = 'ready';
-    if (this.abortNext !== undefined) this.sendAbort();
     if (this.heldBegin) this.sendHeldBegin();
     if (this.replay) this.sendReplay();
     while (this.waiting.length > 0 && this.phase === 'ready') {
@@ -1326,17 +1342,6 @@ export class PooledRelay {
       this.txStays = hint === 'replica';
       if (this.state.settings.get('default_transaction_isolation') === 'repeatable read') this.txInexact = 'a repeatable-read snapshot';
     }
-  }
-
-  /**
-   * The client's transaction died with its server connection: its next statements run in a failed
-   * transaction on the new one, so PostgreSQL answers them (25P02 until ROLLBACK; COMMIT answers ROLLBACK).
-   */
-  private sendAbort(): void {
-    const why = this.abortNext!;
-    this.abortNext = undefined;
-    this.out(m.query('BEGIN;\n' + raiseSql(SQLSTATE.CONNECTION_FAILURE, why)));
-    this.expect(INJECTED_QUERY);
   }
 
   /** The transaction moved from a replica is rebuilt on the primary before the statement that needed it. */
@@ -1540,25 +1545,27 @@ export class PooledRelay {
     const server = this.server;
     this.server = undefined;
     this.ss = undefined;
+    const fatal = this.serverFatal;
+    this.serverFatal = undefined;
     if (this.closed || this.syncing) return; // syncing: the failed settings query leases again
-    if (!server || !this.survive(server, err)) this.host.serverLost(err);
+    if (!server || !this.survive(server, err, fatal)) this.host.serverLost(fatal ? new Error(`${fatal.code}: ${fatal.message}`) : err);
   }
 
   /**
    * The server connection died under the client. A client whose session state is all tracked by the
    * gateway survives: a read not yet answered runs again on another node; otherwise every request in
-   * flight gets a connection-failure error (inside a transaction the client is left in a failed
-   * transaction, so it must ROLLBACK, as after any error), and its next transaction leases a connection
-   * elsewhere with its session state replayed. False: the client cannot go on (pins, the gateway's own
-   * work in flight) and is disconnected.
+   * flight gets an error (inside a transaction the client is then in a failed transaction, answered by
+   * the gateway until it ends it, as PostgreSQL would), and its next transaction leases a connection
+   * elsewhere with its session state replayed. False: the client cannot go on (pins, session changes
+   * not yet reconciled, the gateway's own work in flight) and is disconnected.
    */
-  private survive(server: ServerConnection, err: Error | undefined): boolean {
-    if (this.phase !== 'ready' || this.moving !== undefined || this.replay !== undefined || this.copyIn || this.state.pins.length > 0) return false;
+  private survive(server: ServerConnection, err: Error | undefined, fatal: { code: string; message: string } | undefined): boolean {
+    if (this.phase !== 'ready' || this.moving !== undefined || this.replay !== undefined || this.copyIn) return false;
+    // Session state that lived on that connection and that the gateway has not read back yet is gone with it.
+    if (this.state.pins.length > 0 || this.tx.probe) return false;
     const node = this.node!;
-    const topo = this.host.topology;
-    const why = this.serverFatal ?? err?.message ?? 'the server closed the connection';
-    this.serverFatal = undefined;
-    topo.poll(); // a node that died is taken out of rotation by the next probe (or the next lease)
+    const why = fatal?.message ?? err?.message ?? 'the server closed the connection';
+    this.host.topology.poll(); // a node that died is taken out of rotation by the next probe (or the next lease)
     this.host.idleInTransaction(false);
     const outstanding = this.expected.length - this.head;
     if (this.retryMsg && outstanding === 1 && this.expected[this.head] === this.retryEntry) {
@@ -1579,19 +1586,23 @@ export class PooledRelay {
     this.retryMsg = this.retryEntry = undefined;
     const inTxn = this.lastStatus !== 0x49; /* I */
     const status: m.TxStatus = inTxn ? 'E' : 'I';
-    const error = new PgError(SQLSTATE.CONNECTION_FAILURE, `server connection to "${node.name}" lost: ${why}`, {
+    // The server's own reason when it gave one (57P01 shutdown, 40001 recovery conflict, ...), else 08006.
+    const error = new PgError(fatal?.code ?? SQLSTATE.CONNECTION_FAILURE, `server connection to "${node.name}" lost: ${why}`, {
+      severity: 'ERROR',
       hint: inTxn
-        ? 'the transaction was rolled back: end it with ROLLBACK and run it again'
+        ? 'the transaction did not commit (if the connection was lost during COMMIT, check whether it did); end it with ROLLBACK and run it again'
         : 'the statement may or may not have completed; the session is intact: check, then retry it',
     }).toMessage();
     const out: Buffer[] = [];
-    let errored = false;
+    // The server may have sent the error of the statement in progress already: one error per request.
+    let errored = this.errorSent || this.skipping;
     for (let i = this.head; i < this.expected.length; i++) {
       const e = this.expected[i]!;
-      e.undo?.();
+      // The gateway's own work (a held BEGIN, a LISTEN) needs no undoing: the connection is gone.
       if (e.swallow === 'all') continue;
+      e.undo?.();
       if (e.t === T_QUERY || e.t === T_FUNCTION_CALL || e.t === T_SYNC) {
-        if (!errored || e.t !== T_SYNC) out.push(error);
+        if (!errored) out.push(error);
         out.push(m.readyForQuery(status));
         errored = false;
       } else if (!errored) {
@@ -1606,17 +1617,14 @@ export class PooledRelay {
     }
     this.expected = [];
     this.head = 0;
-    // Extended-protocol messages answered with the error: the rest, up to the client's Sync, are skipped.
+    this.errorSent = false;
+    // The rest of an extended group, up to the client's Sync, is skipped.
     if (errored || !this.atBoundary) {
       this.dropToSync = true;
       this.skipping = true;
     } else this.skipping = false;
-    // Inside a transaction the statements that follow get 25P02 until the client ends it.
-    if (inTxn) this.abortNext = `the server connection of this transaction (to "${node.name}") was lost: ${why}`;
     this.lastStatus = status.charCodeAt(0);
-    const tx = this.tx;
     this.tx = new TxnEffects();
-    if (tx.channels.size > 0) this.settleChannels(tx.channels, (ch) => tx.before.get(ch) === true);
     this.endTransaction();
     this.portalReplay = undefined;
     if (this.wrote) {
@@ -1626,11 +1634,158 @@ export class PooledRelay {
       this.writeLsn = undefined;
     }
     this.phase = 'idle';
+    if (inTxn) {
+      this.lost = { why: `server connection to "${node.name}" lost: ${why}`, code: fatal?.code ?? SQLSTATE.CONNECTION_FAILURE, told: outstanding > 0, skipping: this.dropToSync, ends: new Map(), bound: undefined, endAtSync: false };
+      this.dropToSync = this.skipping = false;
+    }
     this.host.events.emit({ type: 'server_lost', client: this.host.id, server: server.id, message: why });
     if (out.length > 0) this.host.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.deliverQueued();
     this.resumeClient();
-    if (this.waiting.length > 0) this.lease();
+    if (this.waiting.length > 0) {
+      if (!this.lost) this.lease();
+      else {
+        for (const msg of this.waiting.splice(0)) if (!this.answerLost(msg)) return this.host.close(), true;
+        this.waitingBytes = 0;
+      }
+    }
     return true;
+  }
+
+  /**
+   * A message while the client's transaction is lost: answered as PostgreSQL answers in a failed
+   * transaction. The first statement gets the reason; later ones 25P02; ROLLBACK ends it, and so does
+   * COMMIT (as ROLLBACK once the client has been told, else with the error: it did not commit). In the
+   * extended protocol, a Parse of COMMIT/ROLLBACK goes through, anything else fails and is skipped up
+   * to Sync. False for Terminate.
+   */
+  private answerLost(msg: Buffer): boolean {
+    const L = this.lost!;
+    const t = msg[0]!;
+    const out: Buffer[] = [];
+    const fail = () => {
+      out.push(
+        L.told
+          ? new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block', { severity: 'ERROR' }).toMessage()
+          : new PgError(L.code, L.why, { severity: 'ERROR', hint: 'the transaction did not commit; end it with ROLLBACK and run it again' }).toMessage(),
+      );
+      L.told = true;
+    };
+    const end = () => {
+      this.lost = undefined;
+      this.lastStatus = 0x49; /* I */
+    };
+    const ending = (sql: string): 'rollback' | 'commit' | undefined => {
+      const d = this.host.router.route(sql);
+      if (d.multi || /\bchain\b/i.test(sql)) return undefined;
+      return d.txn === 'rollback' || d.txn === 'commit' ? d.txn : undefined;
+    };
+    if (t === T_TERMINATE) return false;
+    if (L.skipping && t !== T_SYNC) return true;
+    switch (t) {
+      case T_QUERY: {
+        const kind = ending(m.readQuery(msg));
+        if (kind === 'rollback' || (kind === 'commit' && L.told)) {
+          out.push(m.commandComplete('ROLLBACK'), m.readyForQuery('I'));
+          end();
+        } else if (kind === 'commit') {
+          fail();
+          out.push(m.readyForQuery('I'));
+          end();
+        } else {
+          fail();
+          out.push(m.readyForQuery('E'));
+        }
+        break;
+      }
+      case T_PARSE: {
+        const p = m.readParse(msg);
+        const kind = ending(p.sql);
+        if (kind === undefined) {
+          fail();
+          L.skipping = true;
+          break;
+        }
+        L.ends.set(p.name, kind);
+        // The client holds the statement from now on, as after a successful Parse.
+        this.rememberParse(msg, p);
+        out.push(m.parseComplete());
+        break;
+      }
+      case T_BIND: {
+        const name = m.readBindStatement(msg);
+        const kind = L.ends.get(name) ?? this.statementEnding(name, ending);
+        if (kind === undefined) {
+          fail();
+          L.skipping = true;
+          break;
+        }
+        L.bound = kind;
+        out.push(m.frame('2'));
+        break;
+      }
+      case T_DESCRIBE: {
+        const { kind, name } = m.readTarget(msg);
+        const known = kind === 0x53 /* S */ ? (L.ends.get(name) ?? this.statementEnding(name, ending)) : L.bound;
+        if (known === undefined) {
+          fail();
+          L.skipping = true;
+          break;
+        }
+        if (kind === 0x53) out.push(m.frame('t', Buffer.from([0, 0])));
+        out.push(m.frame('n'));
+        break;
+      }
+      case T_EXECUTE:
+        if (L.bound === undefined) {
+          fail();
+          L.skipping = true;
+        } else if (L.bound === 'commit' && !L.told) {
+          fail();
+          L.skipping = true;
+          L.endAtSync = true;
+        } else {
+          out.push(m.commandComplete('ROLLBACK'));
+          L.endAtSync = true;
+        }
+        L.bound = undefined;
+        break;
+      case T_CLOSE:
+        out.push(m.closeComplete());
+        break;
+      case T_SYNC:
+        out.push(m.readyForQuery(L.endAtSync ? 'I' : 'E'));
+        L.skipping = false;
+        if (L.endAtSync) end();
+        break;
+      case T_FUNCTION_CALL:
+        fail();
+        out.push(m.readyForQuery('E'));
+        break;
+      default:
+        break; // Flush, stray copy data: nothing to answer
+    }
+    if (out.length > 0) this.host.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    return true;
+  }
+
+  /** A Parse the gateway answered itself: the client now has the statement, and it is prepared on a server when used. */
+  private rememberParse(msg: Buffer, p: m.ParseMessage): void {
+    if (p.name === '') {
+      this.unnamedParse = Buffer.from(msg);
+      this.unnamedFx = undefined;
+      this.unnamedRoute = undefined;
+      return;
+    }
+    if (this.state.statements.has(p.name)) return;
+    const serverName = this.host.registry.nameFor(this.statementKey(p.sql), p.paramTypes);
+    this.state.statements.set(p.name, { serverName, parse: m.parse(serverName, p.sql, p.paramTypes), fx: undefined, route: undefined });
+  }
+
+  /** Whether a statement the client prepared earlier is a COMMIT or a ROLLBACK. */
+  private statementEnding(name: string, ending: (sql: string) => 'rollback' | 'commit' | undefined): 'rollback' | 'commit' | undefined {
+    const parse = name === '' ? this.unnamedParse : this.state.statements.get(name)?.parse;
+    return parse ? ending(m.readParse(parse).sql) : undefined;
   }
 
   /** At login: lease a connection, apply the startup settings, and return the ParameterStatus values the client should see. */
@@ -1728,6 +1883,22 @@ const INEXACT: Readonly<Record<string, string>> = {
 
 /** A fast-path FunctionCall: an unknown function, so the primary's. */
 const FUNCTION_CALL: Decision = Object.freeze({ target: 'primary', reason: 'fast-path function call', replay: Object.freeze([]) });
+
+/** A transaction lost with its server connection, answered by the gateway until the client ends it. */
+interface LostTransaction {
+  why: string;
+  code: string;
+  /** The client has had an error in it (later statements get 25P02; COMMIT answers ROLLBACK). */
+  told: boolean;
+  /** After an error in an extended-protocol group: messages are dropped up to Sync. */
+  skipping: boolean;
+  /** Statements parsed while lost that end the transaction, by name. */
+  ends: Map<string, 'rollback' | 'commit'>;
+  /** What the bound portal would run, when it ends the transaction. */
+  bound: 'rollback' | 'commit' | undefined;
+  /** An Execute ended the transaction: the group's Sync answers idle. */
+  endAtSync: boolean;
+}
 
 const PASS = 0;
 const KEEP = 1;

@@ -68,6 +68,8 @@ export class PoolManager {
   private closing = false;
   /** The node is leaving: no new leases, connections are closed as they come back. */
   private draining = false;
+  /** Bumped by closeAll(): a connection whose opening began before is closed when it arrives. */
+  private generation = 0;
 
   constructor(private readonly opts: PoolManagerOptions) {
     this.reaper = setInterval(() => this.reap(), 1000);
@@ -106,8 +108,11 @@ export class PoolManager {
    * Close every connection, busy ones too (a node removed at once, or a primary that is one no more).
    * Unlike close() the manager stays usable: the node may serve again (a former primary back as a replica).
    */
-  closeAll(reason: string): void {
+  closeAll(reason: string, deferred = false): void {
+    this.generation++;
+    this.closedAllFor = reason;
     this.failWaiters(reason);
+    if (deferred) return queueMicrotask(() => this.closeAll(reason));
     for (const p of this.pools.values()) {
       for (const c of p.idle.splice(0)) c.close(reason);
       for (const c of [...p.busy]) c.close(reason);
@@ -271,8 +276,11 @@ export class PoolManager {
     return best;
   }
 
+  private closedAllFor = '';
+
   private async open(pool: UserPool): Promise<ServerConnection> {
     pool.opening++;
+    const generation = this.generation;
     let conn: ServerConnection;
     try {
       conn = await this.openDedicated(pool.database, pool.user);
@@ -280,6 +288,13 @@ export class PoolManager {
       pool.opening--;
       queueMicrotask(() => this.pump());
       throw e;
+    }
+    // Everything was closed while this one was opening (the node stopped being the primary, or left).
+    if (generation !== this.generation || this.draining || this.closing) {
+      pool.opening--;
+      conn.close(this.closedAllFor || 'node drained');
+      queueMicrotask(() => this.pump());
+      throw new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" ${this.closedAllFor || 'is being drained'}`);
     }
     // Decremented together with adding to busy, so the pool's total never dips in between.
     pool.opening--;

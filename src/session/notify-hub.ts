@@ -139,6 +139,8 @@ export class NotifyHub {
   /** Close the listening connection; lost() opens a new one (through open(), to whatever node it reaches now). */
   drop(reason: string): void {
     this.conn?.close(reason);
+    // One being opened may reach the old node: closed on arrival, and lost() opens another.
+    void this.connecting?.then((c) => c.close(reason)).catch(() => {});
   }
 
   close(): void {

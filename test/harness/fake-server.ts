@@ -7,7 +7,7 @@ import * as m from '../../src/protocol/messages.js';
 
 export interface FakeServerScript {
   /** Answer a simple Query; return the bytes to send (default: CommandComplete + ReadyForQuery). */
-  onQuery?: (sql: string) => Buffer | Promise<Buffer>;
+  onQuery?: (sql: string, socket: net.Socket) => Buffer | Promise<Buffer>;
   /** Called at each Sync of the extended protocol before ReadyForQuery is sent (delay it by awaiting). */
   onSync?: () => void | Promise<void>;
 }
@@ -61,7 +61,7 @@ export class FakeServer {
     const type = String.fromCharCode(msg[0]!);
     if (type === 'Q') {
       const sql = msg.toString('utf8', 5, msg.length - 1);
-      const reply = script.onQuery ? await script.onQuery(sql) : Buffer.concat([m.frame('C', Buffer.from('SELECT 0\0')), m.readyForQuery('I')]);
+      const reply = script.onQuery ? await script.onQuery(sql, socket) : Buffer.concat([m.frame('C', Buffer.from('SELECT 0\0')), m.readyForQuery('I')]);
       socket.write(reply);
     } else if (type === 'S') {
       await script.onSync?.();

@@ -357,3 +357,42 @@ test('ip-hash: a client address keeps its replica', { timeout: 30_000 }, async (
   assert.equal(places.size, 1, `one replica for 127.0.0.1, got ${[...places]}`);
   assert.match([...places][0]!, /^replica[12]$/);
 });
+
+test('a transaction whose server connection dies while the client is idle in it: its COMMIT fails, never silently', { timeout: 30_000 }, async () => {
+  const g = await gateway();
+  const c = await client(g);
+  await cluster.query('CREATE TABLE IF NOT EXISTS lost_commit (v text)');
+  const kill = async () => {
+    const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    assert.equal(await cluster.query(`SELECT pg_terminate_backend(${pid})`), 't');
+    await sleep(200);
+  };
+
+  // Idle in the transaction when it dies; the next statement is COMMIT: an error, and nothing committed.
+  await c.query('BEGIN');
+  await c.query("INSERT INTO lost_commit VALUES ('a')");
+  await kill();
+  await assert.rejects(c.query('COMMIT'), (e: { code?: string; message: string }) => e.code === '57P01' && /lost/.test(e.message));
+  assert.equal((await c.query("SELECT count(*)::int AS n FROM lost_commit WHERE v = 'a'")).rows[0].n, 0);
+
+  // The next statement gets the reason, later ones 25P02, and COMMIT then answers ROLLBACK, as PostgreSQL does.
+  await c.query('BEGIN');
+  await c.query("INSERT INTO lost_commit VALUES ('b')");
+  await kill();
+  await assert.rejects(c.query('SELECT 1'), (e: { code?: string }) => e.code === '57P01');
+  await assert.rejects(c.query('SELECT 2'), (e: { code?: string }) => e.code === '25P02');
+  await assert.rejects(c.query('BEGIN'), (e: { code?: string }) => e.code === '25P02', 'no BEGIN inside the failed transaction');
+  assert.equal((await c.query('COMMIT')).command, 'ROLLBACK');
+
+  // In the extended protocol (a named statement for COMMIT, as drivers with statement caches send it).
+  await c.query('BEGIN');
+  await c.query("INSERT INTO lost_commit VALUES ('c')");
+  await kill();
+  await assert.rejects(c.query({ name: 'one', text: 'SELECT $1::int AS x', values: [1] }), (e: { code?: string }) => e.code === '57P01');
+  assert.equal((await c.query({ name: 'commit', text: 'COMMIT' })).command, 'ROLLBACK');
+  // The statements the client prepared meanwhile are its own afterwards.
+  await c.query('BEGIN');
+  await c.query("INSERT INTO lost_commit VALUES ('d')");
+  assert.equal((await c.query({ name: 'commit', text: 'COMMIT' })).command, 'COMMIT');
+  assert.deepEqual((await c.query('SELECT v FROM lost_commit ORDER BY v')).rows, [{ v: 'd' }]);
+});

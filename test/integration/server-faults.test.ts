@@ -8,7 +8,7 @@ import * as m from '../../src/protocol/messages.js';
 import { FakeServer, type FakeServerScript } from '../harness/fake-server.js';
 import { RawClient, typeOf, sqlstate } from '../harness/raw-client.js';
 
-async function withFake(script: FakeServerScript, fn: (gw: Gateway, fake: FakeServer) => Promise<void>): Promise<void> {
+async function withFake(script: FakeServerScript, fn: (gw: Gateway, fake: FakeServer) => Promise<void>, mode: 'session' | 'transaction' = 'session'): Promise<void> {
   const fake = await FakeServer.start(script);
   const gw = await Gateway.start(
     defaultConfig({
@@ -16,7 +16,7 @@ async function withFake(script: FakeServerScript, fn: (gw: Gateway, fake: FakeSe
       admin: { port: 0 },
       primary: { host: '127.0.0.1', port: fake.port },
       server_tls: { mode: 'disable' },
-      pool: { mode: 'session', connect_timeout_ms: 2000 },
+      pool: { mode, connect_timeout_ms: 2000 },
       auth: { users: [{ name: 'app', password: 'pw', method: 'trust' }] },
       log: { level: 'silent' },
     }),
@@ -82,5 +82,43 @@ test('a client that leaves while its startup settings are applied is gone for go
       assert.equal(fake.connections, 1);
       next.end();
     },
+  );
+});
+
+test('transaction pooling: a server that answers with an error and dies before ReadyForQuery: the client gets that one error, then goes on', async () => {
+  const ok = Buffer.concat([m.frame('C', Buffer.from('SELECT 0\0')), m.readyForQuery('I')]);
+  const script: FakeServerScript = {
+    onQuery: (sql, socket) => {
+      if (sql === 'SELECT boom') {
+        setTimeout(() => socket.destroy(), 30);
+        return m.errorResponse({ severity: 'ERROR', code: '42P01', message: 'relation "boom" does not exist' });
+      }
+      if (sql === 'SELECT vanish') {
+        setTimeout(() => socket.destroy(), 30);
+        return Buffer.alloc(0);
+      }
+      return ok;
+    },
+  };
+  await withFake(
+    script,
+    async (gw) => {
+      const c = await RawClient.connect(gw.port);
+      await c.startup({ user: 'app', database: 'db' });
+      c.send(m.query('SELECT boom'));
+      const first = await c.until('Z');
+      assert.deepEqual(first.map((x) => typeOf(x)), ['E', 'Z'], 'one error, then ReadyForQuery');
+      assert.equal(sqlstate(first[0]!), '42P01');
+      c.send(m.query('SELECT vanish'));
+      const second = await c.until('Z');
+      assert.deepEqual(second.map((x) => typeOf(x)), ['E', 'Z']);
+      assert.equal(sqlstate(second[0]!), '08006');
+      c.send(m.query('SELECT fine'));
+      assert.deepEqual((await c.until('Z')).map((x) => typeOf(x)), ['C', 'Z'], 'the session goes on, on a new connection');
+      const status = gw.status() as { clients: unknown[] };
+      assert.equal(status.clients.length, 1);
+      c.end();
+    },
+    'transaction',
   );
 });
