@@ -20,7 +20,7 @@ import { EventBus } from './observability/events.js';
 import { startAdmin, AdminError, type AdminServer } from './admin/server.js';
 import type { Config } from './config/types.js';
 import { nodeSchema } from './config/schema.js';
-import { loadConfigFile } from './config/load.js';
+import { loadConfigFile, redactConfig } from './config/load.js';
 
 export const VERSION = '0.1.0';
 
@@ -92,6 +92,13 @@ export class Gateway {
       registry: new StatementRegistry(),
       topology: this.topology,
       router,
+      admin: {
+        version: VERSION,
+        startedAt: this.startedAt,
+        reload: () => this.reloadFromFile(),
+        configView: () => redactConfig(this.config),
+        stats: () => [],
+      },
     };
     this.configFile = opts.configFile;
   }

@@ -291,6 +291,22 @@ export class Topology {
     this.retryTimers.add(t);
   }
 
+  /** An operator's ban (BAN in the console): like a failed probe, for ban_ms. */
+  banNode(name: string, why: string): DbNode {
+    const n = this.others.find((x) => x.name === name && x.role === 'replica');
+    if (!n) throw new Error(`no replica named "${name}"`);
+    this.ban(n, why);
+    return n;
+  }
+
+  /** Lift a ban now (UNBAN in the console). */
+  unbanNode(name: string): DbNode {
+    const n = this.others.find((x) => x.name === name);
+    if (!n) throw new Error(`no replica named "${name}"`);
+    if (n.banned) this.unban(n);
+    return n;
+  }
+
   private unban(node: DbNode): void {
     node.banned = false;
     node.bannedUntil = 0;

@@ -40,6 +40,30 @@ export interface FrontendContext {
   topology: Topology;
   /** Replaced when a reload changes the routing rules. */
   router: Router;
+  /** What the admin console needs from the gateway beyond this context. */
+  admin: AdminHooks;
+}
+
+/** Totals per database since start, for SHOW STATS (times in microseconds). */
+export interface DatabaseStats {
+  database: string;
+  xact_count: number;
+  query_count: number;
+  bytes_received: number;
+  bytes_sent: number;
+  xact_time_us: number;
+  query_time_us: number;
+  wait_time_us: number;
+}
+
+export interface AdminHooks {
+  version: string;
+  startedAt: number;
+  /** Re-read the config file and apply it (throws with a message when it cannot). */
+  reload(): { applied: string[]; restart_required: string[] };
+  /** The config with secrets redacted. */
+  configView(): unknown;
+  stats(): DatabaseStats[];
 }
 
 /** The pool mode for a (database, user): the user's override, else the database's, else pool.mode. */
