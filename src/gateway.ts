@@ -17,6 +17,7 @@ import { Router } from './router/router.js';
 import { ReusableReader, adoptAccepted } from './backend/reusable-reader.js';
 import { ClientSession, CancelKeys, type FrontendContext } from './frontend/client-session.js';
 import { EventBus } from './observability/events.js';
+import { Metrics } from './observability/metrics.js';
 import { startAdmin, AdminError, type AdminServer } from './admin/server.js';
 import type { Config } from './config/types.js';
 import { nodeSchema } from './config/schema.js';
@@ -38,6 +39,9 @@ export interface ReloadResult {
 
 export class Gateway {
   readonly events: EventBus;
+  readonly metrics: Metrics;
+  /** Bytes of clients that have left (live ones are read from their sockets). */
+  private readonly closedBytes = { received: 0, sent: 0 };
   readonly log: Logger;
   readonly topology: Topology;
   readonly hubs: NotifyHubs;
@@ -74,6 +78,35 @@ export class Gateway {
       (database, user) => this.pools.openDedicated(database, user),
       (e) => this.events.emit(e),
     );
+    this.metrics = new Metrics(this.events, {
+      clientStates: () => {
+        const m = new Map<string, number>();
+        for (const s of this.sessions) m.set(s.state, (m.get(s.state) ?? 0) + 1);
+        return m;
+      },
+      clientBytes: () => {
+        const b = { ...this.closedBytes };
+        for (const s of this.sessions) {
+          b.received += s.socket.bytesRead;
+          b.sent += s.socket.bytesWritten;
+        }
+        return b;
+      },
+      nodes: () =>
+        this.topology.nodes.map((n) => ({
+          name: n.name,
+          role: n.role,
+          up: n.healthy && !n.banned,
+          lagBytes: n.lagBytes,
+          lagMs: n.lagMs,
+          pools: n.pools.stats(),
+        })),
+    });
+    this.events.on((e) => {
+      if (e.type !== 'client_disconnected') return;
+      this.closedBytes.received += e.bytes_in ?? 0;
+      this.closedBytes.sent += e.bytes_out ?? 0;
+    });
     const t = config.auth;
     const topology = this.topology;
     this.ctx = {
@@ -97,8 +130,9 @@ export class Gateway {
         startedAt: this.startedAt,
         reload: () => this.reloadFromFile(),
         configView: () => redactConfig(this.config),
-        stats: () => [],
+        stats: () => this.databaseStats(),
       },
+      metrics: this.metrics,
     };
     this.configFile = opts.configFile;
   }
@@ -241,8 +275,14 @@ export class Gateway {
       applied.push('log');
     }
     topo.ensurePolling();
+    if (!same(cur.admin.users, next.admin.users)) {
+      cur.admin.users = next.admin.users;
+      applied.push('admin.users');
+    }
     for (const k of ['listen', 'admin', 'primary', 'server_tls', 'auth', 'monitor'] as const) {
-      if (!same(cur[k], next[k])) restart.push(k);
+      const a = k === 'admin' ? { ...cur.admin, users: [] } : cur[k];
+      const b = k === 'admin' ? { ...next.admin, users: [] } : next[k];
+      if (!same(a, b)) restart.push(k);
     }
     this.events.emit({ type: 'config_reloaded', changed: applied, restart_required: restart });
     return { applied, restart_required: restart };
@@ -283,6 +323,59 @@ export class Gateway {
     return this.reload(r.config);
   }
 
+  // ------------------------------------------------------------ admin API views
+
+  nodesView() {
+    return this.topology.nodes.map((n) => nodeView(n));
+  }
+
+  poolsView() {
+    return this.topology.nodes.flatMap((n) => n.pools.stats());
+  }
+
+  clientsView() {
+    return (this.status() as { clients: unknown[] }).clients;
+  }
+
+  configView() {
+    return redactConfig(this.config);
+  }
+
+  /** The live stream's periodic numbers: nodes (with transactions leased so far), pools, clients by state. */
+  snapshot() {
+    const clients: Record<string, number> = {};
+    for (const s of this.sessions) clients[s.state] = (clients[s.state] ?? 0) + 1;
+    return { nodes: this.nodesView(), pools: this.poolsView(), clients, read_write_split: this.topology.splitting };
+  }
+
+  metricsText(): Promise<string> {
+    return this.metrics.text();
+  }
+
+  get metricsContentType(): string {
+    return this.metrics.contentType;
+  }
+
+  onEvent(listener: Parameters<EventBus['on']>[0]): () => void {
+    return this.events.on(listener);
+  }
+
+  /** Per-database totals since start, live sessions' bytes included (SHOW STATS). */
+  databaseStats() {
+    const totals = new Map(this.metrics.totals().map((t) => [t.database, t]));
+    for (const s of this.sessions) {
+      if (s.database === undefined) continue;
+      let t = totals.get(s.database);
+      if (!t) {
+        t = { database: s.database, xact_count: 0, query_count: 0, bytes_received: 0, bytes_sent: 0, xact_time_us: 0, query_time_us: 0, wait_time_us: 0 };
+        totals.set(s.database, t);
+      }
+      t.bytes_received += s.socket.bytesRead;
+      t.bytes_sent += s.socket.bytesWritten;
+    }
+    return [...totals.values()];
+  }
+
   /** The replicas and the primary as they are now (GET /api/v1/topology). */
   topologyView() {
     const t = this.topology;
@@ -312,6 +405,7 @@ export class Gateway {
         database: s.database,
         application_name: s.applicationName,
         state: s.state,
+        doing: s.relay ? s.relay.activity : s.server ? 'session' : 'starting',
         tls: s.tls,
         pool_mode: s.mode,
         server: (s.relay ? s.relay.server : s.server)?.id ?? null,

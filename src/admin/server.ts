@@ -1,20 +1,36 @@
-// The admin HTTP listener: health endpoints, status, the topology API (add and drain replicas) and reload.
+// The admin HTTP listener: health endpoints, Prometheus metrics, the REST API (status, nodes, pools,
+// clients, topology, config, reload, replicas), the live event stream over WebSocket, an OpenAPI
+// document, and the dashboard page.
 
 import crypto from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import websocket from '@fastify/websocket';
 import type { AdminConfig } from '../config/types.js';
+import type { GatewayEvent } from '../observability/events.js';
+import { openApiDocument } from './openapi.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 
 /** What the admin API reads from the gateway; kept narrow so admin never imports the frontend. */
 export interface AdminSource {
   status(): unknown;
   primaryReachable(timeoutMs?: number): Promise<boolean>;
   topologyView(): unknown;
+  nodesView(): unknown;
+  poolsView(): unknown;
+  clientsView(): unknown;
+  configView(): unknown;
   /** Add a replica (validated body); throws AdminError. */
   addReplica(body: unknown): unknown;
   /** Take a replica out; resolves when it is gone (drain: after its open transactions end). */
   removeReplica(name: string, drain: boolean): Promise<void>;
   /** Re-read the config file and apply it; throws AdminError. */
   reloadFromFile(): unknown;
+  metricsText(): Promise<string>;
+  metricsContentType: string;
+  /** Numbers for the live stream's periodic snapshot (nodes, pools, clients). */
+  snapshot(): unknown;
+  /** Subscribe to the event bus; returns the unsubscribe function. */
+  onEvent(listener: (e: GatewayEvent) => void): () => void;
 }
 
 /** An error the API answers with its status code and a JSON body { error, message, problems? }. */
@@ -35,27 +51,58 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
-  const a = crypto.createHash('sha256').update(header.slice(7)).digest();
+function sameToken(given: string | undefined, token: string): boolean {
+  if (given === undefined) return false;
+  const a = crypto.createHash('sha256').update(given).digest();
   const b = crypto.createHash('sha256').update(token).digest();
   return crypto.timingSafeEqual(a, b);
 }
 
+/** Paths anyone may read: liveness, readiness, and the dashboard page (its data needs the token). */
+const OPEN = new Set(['/healthz', '/readyz', '/']);
+
+/** A WebSocket client further behind than this gets no more events until it catches up (counted in the next one it gets). */
+const MAX_BUFFERED = 4 * 1024 * 1024;
+
 export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstance {
-  const app = Fastify({ logger: false });
+  // A client that keeps a connection open (a half-read response, a WebSocket) must not hold up shutdown.
+  const app = Fastify({ logger: false, forceCloseConnections: true });
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url });
+  });
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/api/')) return;
-    if (cfg.token && !tokenMatches(req.headers.authorization, cfg.token)) {
+    const path = req.url.split('?')[0]!;
+    if (OPEN.has(path) || !cfg.token) return;
+    const header = req.headers.authorization;
+    let given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
+    // Browsers cannot set headers on a WebSocket: the stream also takes ?token=.
+    if (given === undefined && path === '/api/v1/events/stream') given = (req.query as { token?: string }).token;
+    if (!sameToken(given, cfg.token)) {
       await reply.code(401).send({ error: 'unauthorized', message: 'send the admin token as "Authorization: Bearer <admin.token>"' });
     }
   });
+  app.setErrorHandler(async (err: Error & { statusCode?: number }, _req, reply) => {
+    if (err instanceof AdminError) {
+      return reply.code(err.status).send({ error: err.code, message: err.message, ...(err.problems && { problems: err.problems }) });
+    }
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    return reply.code(status).send({ error: status === 500 ? 'internal' : 'bad_request', message: err.message });
+  });
+  app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json` }));
+
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const ok = await source.primaryReachable();
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'primary unreachable' });
   });
+  app.get('/metrics', async (_req, reply) => reply.type(source.metricsContentType).send(await source.metricsText()));
   app.get('/api/v1/status', async () => source.status());
+  app.get('/api/v1/nodes', async () => source.nodesView());
+  app.get('/api/v1/pools', async () => source.poolsView());
+  app.get('/api/v1/clients', async () => source.clientsView());
+  app.get('/api/v1/config', async () => source.configView());
   app.get('/api/v1/topology', async () => source.topologyView());
   app.post('/api/v1/replicas', async (req, reply) => reply.code(201).send({ replica: source.addReplica(req.body ?? {}) }));
   app.delete<{ Params: { name: string }; Querystring: { drain?: string; wait?: string } }>('/api/v1/replicas/:name', async (req, reply) => {
@@ -72,14 +119,50 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
     return reply.code(202).send({ name: req.params.name, state: drain ? 'draining' : 'removing' });
   });
   app.post('/api/v1/reload', async () => source.reloadFromFile());
-  app.setErrorHandler(async (err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
-    if (err instanceof AdminError) {
-      return reply.code(err.status).send({ error: err.code, message: err.message, ...(err.problems && { problems: err.problems }) });
-    }
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    return reply.code(status).send({ error: status === 500 ? 'internal' : 'bad_request', message: err.message });
+  app.get('/api/v1/openapi.json', async () => openApiDocument());
+
+  void app.register(websocket);
+  void app.register(async (scoped) => {
+    scoped.get('/api/v1/events/stream', { websocket: true }, (socket, req: FastifyRequest) => {
+      const q = req.query as { types?: string; type?: string; snapshot_ms?: string };
+      const wanted = (q.types ?? q.type ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean);
+      const only = wanted.length > 0 ? new Set(wanted) : undefined;
+      let dropped = 0;
+      const off = source.onEvent((e) => {
+        if (only && !only.has(e.type)) return;
+        if (socket.bufferedAmount > MAX_BUFFERED) {
+          dropped++;
+          return;
+        }
+        socket.send(JSON.stringify({ at: new Date().toISOString(), ...e, ...(dropped > 0 && { dropped_before: dropped }) }));
+        dropped = 0;
+      });
+      // A snapshot of the numbers every snapshot_ms (default 1 s; 0 = none), unless the filter leaves it out.
+      const every = Number(q.snapshot_ms ?? 1000);
+      const send = () => {
+        if (socket.bufferedAmount <= MAX_BUFFERED) socket.send(JSON.stringify({ type: 'snapshot', at: new Date().toISOString(), ...(source.snapshot() as object) }));
+      };
+      const timer = every > 0 && (!only || only.has('snapshot')) ? setInterval(send, Math.max(100, every)) : undefined;
+      const stop = () => {
+        off();
+        clearInterval(timer);
+      };
+      socket.on('close', stop);
+      socket.on('error', stop);
+      socket.send(JSON.stringify({ type: 'stream_started', at: new Date().toISOString(), types: wanted }));
+      if (timer) send();
+    });
   });
+  (app as FastifyInstance & { switchyardRoutes?: typeof routes }).switchyardRoutes = routes;
   return app;
+}
+
+/** The routes registered on an app built by buildAdmin (for checking the OpenAPI document against them). */
+export function registeredRoutes(app: FastifyInstance): { method: string; url: string }[] {
+  return (app as FastifyInstance & { switchyardRoutes?: { method: string; url: string }[] }).switchyardRoutes ?? [];
 }
 
 function flag(v: string | undefined, dflt: boolean, name: string): boolean {

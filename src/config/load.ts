@@ -37,6 +37,9 @@ export const ENV_NOT_OVERRIDES: ReadonlySet<string> = new Set(['SWITCHYARD_CONFI
 
 export const REDACTED = '[redacted]';
 
+/** Database names that reach the admin console instead of a server (PgBouncer's name too, for existing tooling). */
+export const CONSOLE_DATABASES: readonly string[] = ['switchyard', 'pgbouncer'];
+
 const CLEARTEXT_NEEDS_TLS = 'cleartext passwords are only accepted over TLS; configure listen.tls';
 
 type Seg = string | number;
@@ -206,6 +209,16 @@ function warningsFor(c: Config): ConfigProblem[] {
       path: c.balancer.max_replica_lag_ms > 0 ? 'balancer.max_replica_lag_ms' : 'balancer.max_replica_lag_bytes',
       message: 'replica lag is measured by the background checks, which have no login (monitor.user, auth.query or a user with a password): the lag limit is not applied',
     });
+  }
+  c.admin.users.forEach((u, i) => {
+    if (!c.auth.query && !c.auth.users.some((x) => x.name === u)) {
+      w.push({ path: `admin.users[${i}]`, message: `user '${u}' is not in auth.users and there is no auth.query: it cannot log in to the admin console` });
+    }
+  });
+  for (const db of CONSOLE_DATABASES) {
+    if (Object.hasOwn(c.pool.databases, db)) {
+      w.push({ path: `pool.databases.${db}`, message: `database '${db}' is the admin console's: no pool is made for it, so this entry has no effect` });
+    }
   }
   if (c.server_tls.mode === 'verify-full' && c.server_tls.ca === undefined) {
     w.push({

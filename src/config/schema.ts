@@ -60,6 +60,7 @@ const admin = z.strictObject({
   host: nonEmpty().default('127.0.0.1'),
   port: port(0).default(9432),
   token: z.string().min(16).optional(),
+  users: z.array(nonEmpty()).default([]),
 });
 
 const poolMode = z.enum(['session', 'transaction']);

@@ -28,6 +28,11 @@ export interface AdminConfig {
   port: number;
   /** Bearer token for the API (health endpoints stay open). */
   token?: string;
+  /**
+   * Users allowed into the admin console (database `switchyard` or `pgbouncer` over the PostgreSQL
+   * protocol); they log in like any other user (auth.users or auth.query).
+   */
+  users: string[];
 }
 
 export interface PoolConfig {

@@ -22,6 +22,8 @@ import type { StatementRegistry } from '../session/state.js';
 import type { PoolMode } from '../config/types.js';
 import type { Topology } from '../balancer/topology.js';
 import type { Router } from '../router/router.js';
+import { AdminConsole, isConsoleDatabase } from '../admin/console.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** What a session needs from the gateway around it. */
 export interface FrontendContext {
@@ -42,11 +44,14 @@ export interface FrontendContext {
   router: Router;
   /** What the admin console needs from the gateway beyond this context. */
   admin: AdminHooks;
+  metrics: Metrics;
 }
 
 /** Totals per database since start, for SHOW STATS (times in microseconds). */
 export interface DatabaseStats {
   database: string;
+  /** Server connections handed to clients (leases); SHOW STATS divides the wait time by it when given. */
+  server_assignment_count?: number;
   xact_count: number;
   query_count: number;
   bytes_received: number;
@@ -127,6 +132,10 @@ export class ClientSession implements ServerSink, RelayHost {
   mode: PoolMode = 'session';
   /** Transaction pooling; undefined in session mode. */
   relay: PooledRelay | undefined;
+  /** Set when the client logged in to the admin console (database switchyard or pgbouncer): no server connection at all. */
+  console: AdminConsole | undefined;
+  /** When the client last sent anything after login (SHOW CLIENTS' request_time). */
+  requestAt = this.connectedAt;
   private readonly framer: Framer;
   private readonly queue = new MessageQueue();
   private readonly leaving = new AbortController();
@@ -166,7 +175,9 @@ export class ClientSession implements ServerSink, RelayHost {
   private onData(chunk: Buffer): void {
     try {
       if (this.state === 'ready') {
+        this.requestAt = Date.now();
         const n = this.framer.scan(chunk);
+        if (this.console) return this.toConsole(n);
         return this.relay ? this.relayPooled(n) : this.relaySession(n);
       }
       // Copied when the read buffer is reused: the queue keeps messages past this callback.
@@ -305,6 +316,7 @@ export class ClientSession implements ServerSink, RelayHost {
     await this.authenticate();
     loggedIn();
     if (this.gone) return;
+    if (isConsoleDatabase(this.database)) return this.startConsole();
 
     this.mode = poolModeFor(this.ctx.config, this.database, this.user);
     if (this.mode === 'transaction') return this.startPooled(settings);
@@ -337,6 +349,46 @@ export class ClientSession implements ServerSink, RelayHost {
     out.push(m.backendKeyData(this.key.pid, this.key.secret), m.readyForQuery(txStatus));
     this.socket.write(Buffer.concat(out));
     this.state = 'ready';
+  }
+
+  /** The admin console answers everything itself; only admin.users get in. */
+  private startConsole(): void {
+    if (!this.ctx.config.admin.users.includes(this.user)) {
+      throw new PgError(
+        SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
+        `user "${this.user}" may not use the admin console (database "${this.database}"): it is not listed in admin.users`,
+        { hint: `add "${this.user}" to admin.users in the gateway's config; "switchyard" and "pgbouncer" are not databases that reach a server` },
+      );
+    }
+    const adminConsole = new AdminConsole(
+      {
+        id: this.id,
+        user: this.user,
+        send: (data) => void this.socket.write(data),
+        close: () => this.close(),
+        fatal: (err) => this.fatal(err),
+      },
+      this.ctx,
+    );
+    this.console = adminConsole;
+    this.greet(adminConsole.parameters(this.applicationName), 'I');
+    for (const msg of this.queue.takeAll()) adminConsole.receive(msg);
+  }
+
+  /** Client → console: copies, since the console may still be busy with an earlier command when the read buffer is reused. */
+  private toConsole(n: number): void {
+    const f = this.framer;
+    const target = this.console!;
+    if (f.head) target.receive(Buffer.from(f.head));
+    const buf = f.scanned;
+    const starts = f.starts;
+    for (let i = 0; i < n; i++) target.receive(Buffer.from(buf.subarray(starts[i]!, starts[i + 1]!)));
+  }
+
+  /** The node of the server connection the client holds right now. */
+  get serverNode(): string | undefined {
+    if (this.relay) return this.relay.server ? this.relay.nodeName : undefined;
+    return this.server ? (this.sessionPools ?? this.ctx.pools).node : undefined;
   }
 
   /** Transaction pooling: a connection is leased at login only to apply the settings and learn the parameters. */
@@ -392,6 +444,9 @@ export class ClientSession implements ServerSink, RelayHost {
   }
   get topology(): Topology {
     return this.ctx.topology;
+  }
+  get metrics(): Metrics {
+    return this.ctx.metrics;
   }
   get router(): Router {
     return this.ctx.router;
@@ -576,6 +631,7 @@ export class ClientSession implements ServerSink, RelayHost {
 
   /** Forward a cancel to the server connection this client is using right now. */
   cancelServer(): void {
+    if (this.console) return this.console.cancel();
     // In transaction pooling only while the client's own work runs there, not the gateway's (a probe).
     void (this.relay ? this.relay.cancelTarget() : this.server)?.cancel();
   }
@@ -627,12 +683,21 @@ export class ClientSession implements ServerSink, RelayHost {
     this.leaving.abort();
     if (this.key) this.ctx.cancelKeys.release(this.key.pid);
     this.relay?.finish();
+    this.console?.finish();
     const server = this.server;
     this.server = undefined;
     if (server) {
       const idleAtBoundary = this.atBoundary && this.syncsSent === server.readyCount - this.readyBase;
       (this.sessionPools ?? this.ctx.pools).release(server, idleAtBoundary);
     }
-    this.ctx.events.emit({ type: 'client_disconnected', client: this.id, address: this.address, duration_ms: Date.now() - this.connectedAt });
+    this.ctx.events.emit({
+      type: 'client_disconnected',
+      client: this.id,
+      address: this.address,
+      duration_ms: Date.now() - this.connectedAt,
+      ...(this.database !== undefined && { database: this.database }),
+      bytes_in: this.socket.bytesRead,
+      bytes_out: this.socket.bytesWritten,
+    });
   }
 }

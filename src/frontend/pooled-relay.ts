@@ -17,11 +17,12 @@ import * as m from '../protocol/messages.js';
 import { PgError, SQLSTATE } from '../protocol/errors.js';
 import type { ServerConnection } from '../backend/server-connection.js';
 import type { ReusableReader } from '../backend/reusable-reader.js';
-import type { PoolHandle } from '../pool/pool.js';
+import { isRefusal, type PoolHandle } from '../pool/pool.js';
 import type { EventBus } from '../observability/events.js';
 import { analyze, type SessionEffects, type PinReason } from '../session/analyze.js';
 import type { Decision, Router } from '../router/router.js';
 import type { DbNode, Topology } from '../balancer/topology.js';
+import type { Metrics } from '../observability/metrics.js';
 import { performance } from 'node:perf_hooks';
 import type { NotifyHubs } from '../session/notify-hub.js';
 import {
@@ -68,6 +69,8 @@ interface Expected {
   undo?: () => void;
   /** Runs when the server answers it with success. */
   ok?: () => void;
+  /** A client request (Query, Sync): when it was sent, for the latency metric. */
+  at?: number;
 }
 
 const PLAIN: Record<number, Expected> = {};
@@ -131,6 +134,7 @@ export interface RelayHost {
   router: Router;
   /** routing.consistency is read-your-writes. */
   readYourWrites: boolean;
+  metrics: Metrics;
   /** The client is (true) or is no longer (false) idle inside a transaction: pool.idle_transaction_timeout_ms runs. */
   idleInTransaction(idle: boolean): void;
   /** Send an error (once), log it once, and close the client. */
@@ -219,6 +223,16 @@ export class PooledRelay {
   private unnamedRoute: Decision | undefined;
 
   constructor(private readonly host: RelayHost) {}
+
+  /** What the client is doing, for the admin API. */
+  get activity(): string {
+    if (this.lost) return 'in a lost transaction';
+    if (this.phase === 'leasing') return 'waiting for a server connection';
+    if (this.phase === 'idle') return this.heldBegin ? 'in transaction (not started on a server yet)' : 'idle';
+    if (this.phase === 'busy') return this.moving !== undefined ? 'moving to the primary' : 'running (gateway work)';
+    if (this.head < this.expected.length) return 'running';
+    return this.lastStatus === 0x54 ? 'idle in transaction' : this.lastStatus === 0x45 ? 'idle in failed transaction' : 'idle (pinned)';
+  }
 
   /** The node of the held connection. */
   get nodeName(): string | undefined {
@@ -340,6 +354,7 @@ export class PooledRelay {
           }
         }
         this.atBoundary = false;
+        this.host.metrics.query(this.host.database, this.onReplica ? 'replica' : 'primary', d?.reason ?? 'not routed');
         if (this.bindEffects(stmt === '' ? this.unnamedFx : this.state.statements.get(stmt)?.fx, msg)) return;
         const name = this.serverNameFor(stmt);
         this.out(name === undefined ? msg : m.renameBind(msg, name));
@@ -372,7 +387,7 @@ export class PooledRelay {
         if (this.copyIn) return; // ignored by the server until the copy ends
         this.atBoundary = true;
         this.skipping = false;
-        return this.expect(PLAIN[T_SYNC]!);
+        return this.expect({ t: T_SYNC, at: performance.now() });
       case T_FUNCTION_CALL:
         // A fast-path call runs a function the gateway knows nothing about: the primary's business.
         if (this.routed(FUNCTION_CALL, msg)) return;
@@ -607,7 +622,8 @@ export class PooledRelay {
       const read = d.target !== 'primary' && d.hint === undefined && this.routeSetting === 'auto' && d.txn === undefined && d.replay.length === 0;
       if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
-        this.retryEntry = { t: T_QUERY };
+        this.retryEntry = { t: T_QUERY, at: performance.now() };
+        this.host.metrics.query(this.host.database, 'replica', d.reason);
         return this.expect(this.retryEntry);
       }
       return this.expect(this.queryEntry(d));
@@ -646,9 +662,12 @@ export class PooledRelay {
 
   /** The entry for a client Query: on a replica, statements that shape the transaction are logged when they succeed. */
   private queryEntry(d: Decision): Expected {
-    if (d.replay.length === 0 || !this.onReplica) return PLAIN[T_QUERY]!;
+    const at = performance.now();
+    this.host.metrics.query(this.host.database, this.onReplica ? 'replica' : 'primary', d.reason);
+    if (d.replay.length === 0 || !this.onReplica) return { t: T_QUERY, at };
     return {
       t: T_QUERY,
+      at,
       ok: () => this.logged(d),
       // Which of several statements took effect before the error is not known: the transaction can no longer move.
       undo: () => {
@@ -711,27 +730,40 @@ export class PooledRelay {
   /** The node for the transaction the client's next message starts. */
   private chooseNode(): DbNode {
     const topo = this.host.topology;
-    if (!topo.splitting || this.routeSetting === 'primary' || this.state.pins.length > 0) return topo.primary;
+    const primary = (why: string) => {
+      this.chooseReason = why;
+      return topo.primary;
+    };
+    if (!topo.splitting) return primary('not splitting');
+    if (this.routeSetting === 'primary') return primary('hint');
+    if (this.state.pins.length > 0) return primary('pinned');
     // The router reads literals as standard_conforming_strings = on does; a session with it off stays on the primary.
-    if (this.state.settings.get('standard_conforming_strings') === 'off') return topo.primary;
+    if (this.state.settings.get('standard_conforming_strings') === 'off') return primary('settings');
     const held = this.heldBegin;
     const lead = this.leadDecision();
     // Told to use a replica (a hint, or SET switchyard.route): read-your-writes does not hold it back.
     const toldReplica = this.routeSetting === 'replica' || held?.hint === 'replica' || lead?.hint === 'replica';
     const target = held?.hint === 'replica' ? 'replica' : lead ? this.routeOf(lead) : 'any';
-    if (target === 'primary' && !toldReplica) return topo.primary;
+    if (target === 'primary' && !toldReplica) return primary(lead?.hint ? 'hint' : (lead?.reason ?? 'write'));
     // Serializable transactions cannot run on a standby; repeatable-read snapshots cannot move off one.
     const iso = this.state.settings.get('default_transaction_isolation');
-    if (iso === 'serializable' || (iso === 'repeatable read' && this.heldBegin)) return topo.primary;
+    if (iso === 'serializable' || (iso === 'repeatable read' && this.heldBegin)) return primary('isolation');
     let min: number | undefined;
     if (this.writeAt !== undefined && this.host.readYourWrites && !toldReplica) {
       this.writeLsn ??= topo.lsnAfter(this.writeAt);
-      if (this.writeLsn === undefined) return topo.primary; // no WAL position read since the write yet
+      if (this.writeLsn === undefined) return primary('read-your-writes'); // no WAL position read since the write yet
       if (topo.allReplayed(this.writeLsn)) this.writeAt = this.writeLsn = undefined;
       else min = this.writeLsn;
     }
+    this.chooseReason = toldReplica ? 'hint' : min !== undefined ? 'read-your-writes' : 'read';
     return topo.pickRead(this.host.address, min, this.avoid);
   }
+
+  /** Why chooseNode chose (for the transactions metric). */
+  private chooseReason = 'read';
+  /** When the lease was asked for and when it was granted (performance.now()). */
+  private leaseAskedAt = 0;
+  private leasedAt = 0;
 
   private memoSql: string | undefined;
   private memo: Decision | undefined;
@@ -809,7 +841,7 @@ export class PooledRelay {
     const d = this.route(sql);
     const socket = this.host.socket;
     if (d.gateway || d.gatewayError) {
-      socket.write(this.gatewayAnswer(d));
+      this.writeOwn(this.gatewayAnswer(d));
       return true;
     }
     if (!topo.splitting) return false;
@@ -817,7 +849,7 @@ export class PooledRelay {
       if ((d.txn === 'commit' || d.txn === 'rollback') && !/\bchain\b/i.test(sql)) {
         this.heldBegin = undefined;
         this.lastStatus = 0x49; /* I */
-        socket.write(Buffer.concat([m.commandComplete(d.txn === 'commit' ? 'COMMIT' : 'ROLLBACK'), m.readyForQuery('I')]));
+        this.writeOwn(Buffer.concat([m.commandComplete(d.txn === 'commit' ? 'COMMIT' : 'ROLLBACK'), m.readyForQuery('I')]));
         this.deliverQueued();
         return true;
       }
@@ -827,7 +859,7 @@ export class PooledRelay {
     if (d.txn !== 'begin' || d.snapshot || d.hint === 'primary' || this.state.pins.length > 0 || this.routeSetting === 'primary') return false;
     this.heldBegin = { sql, replay: d.replay, ...(d.hint && { hint: d.hint }) };
     this.lastStatus = 0x54; /* T */
-    socket.write(Buffer.concat([m.commandComplete('BEGIN'), m.readyForQuery('T')]));
+    this.writeOwn(Buffer.concat([m.commandComplete('BEGIN'), m.readyForQuery('T')]));
     return true;
   }
 
@@ -1122,6 +1154,7 @@ export class PooledRelay {
       case 0x5a: {
         // Z ReadyForQuery
         this.errorSent = false;
+        if (e.at !== undefined) this.host.metrics.answered(this.host.database, this.onReplica ? 'replica' : 'primary', performance.now() - e.at);
         this.pop();
         if (e.ok || e.undo) (buf[off + 5] === 0x45 /* E */ ? e.undo : e.ok)?.();
         if (buf[off + 5] === 0x49 /* I */) this.endTransaction();
@@ -1224,6 +1257,7 @@ export class PooledRelay {
 
   private leaseFrom(node: DbNode): void {
     const topo = this.host.topology;
+    this.leaseAskedAt = performance.now();
     this.phase = 'leasing';
     this.node = node;
     this.onReplica = node !== topo.primary;
@@ -1240,7 +1274,7 @@ export class PooledRelay {
     const topo = this.host.topology;
     if (node !== topo.primary && this.replay === undefined) {
       // One pooled connection that died says little; a failed connect or a draining node, all there is.
-      if (ban && node.role === 'replica' && !node.draining && (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS)) topo.markDown(node, err.message);
+      if (ban && node.role === 'replica' && !node.draining && !isRefusal(err) && (!(err instanceof PgError) || err.code !== SQLSTATE.TOO_MANY_CONNECTIONS)) topo.markDown(node, err.message);
       const next = ++this.leaseTries < 3 ? this.chooseNode() : topo.primary;
       return this.leaseFrom(next === node ? topo.primary : next);
     }
@@ -1260,6 +1294,8 @@ export class PooledRelay {
       node.pools.release(server, false);
       return this.leaseFrom(this.chooseNode());
     }
+    this.leasedAt = performance.now();
+    this.host.metrics.transaction(this.host.database, this.onReplica ? 'replica' : 'primary', this.chooseReason, this.leasedAt - this.leaseAskedAt);
     this.server = server;
     const ss = this.ss = serverState(server);
     server.attach(this);
@@ -1406,6 +1442,7 @@ export class PooledRelay {
       this.writeAt = performance.now();
       this.writeLsn = undefined;
     }
+    this.host.metrics.transactionEnded(this.host.database, performance.now() - this.leasedAt);
     this.node!.pools.release(server, true, 'keep');
     this.deliverQueued();
     if (this.waiting.length > 0) this.lease(); // moved off a replica: the next statement goes elsewhere
@@ -1521,7 +1558,7 @@ export class PooledRelay {
 
   deliverNotification(msg: Buffer): void {
     if (this.closed) return;
-    if ((this.phase === 'idle' && !this.heldBegin) || this.clientIdle()) this.host.socket.write(msg);
+    if ((this.phase === 'idle' && !this.heldBegin && !this.lost) || this.clientIdle()) this.host.socket.write(msg);
     else this.notifications.push(msg);
   }
 
@@ -1596,6 +1633,7 @@ export class PooledRelay {
     const out: Buffer[] = [];
     // The server may have sent the error of the statement in progress already: one error per request.
     let errored = this.errorSent || this.skipping;
+    let told = errored;
     for (let i = this.head; i < this.expected.length; i++) {
       const e = this.expected[i]!;
       // The gateway's own work (a held BEGIN, a LISTEN) needs no undoing: the connection is gone.
@@ -1609,11 +1647,13 @@ export class PooledRelay {
         out.push(error);
         errored = true;
       }
+      told = true;
     }
     // Extended-protocol messages sent since the last Sync and all answered: the error is still due.
     if (!this.atBoundary && !errored) {
       out.push(error);
       errored = true;
+      told = true;
     }
     this.expected = [];
     this.head = 0;
@@ -1635,20 +1675,15 @@ export class PooledRelay {
     }
     this.phase = 'idle';
     if (inTxn) {
-      this.lost = { why: `server connection to "${node.name}" lost: ${why}`, code: fatal?.code ?? SQLSTATE.CONNECTION_FAILURE, told: outstanding > 0, skipping: this.dropToSync, ends: new Map(), bound: undefined, endAtSync: false };
+      this.lost = { why: `server connection to "${node.name}" lost: ${why}`, code: fatal?.code ?? SQLSTATE.CONNECTION_FAILURE, told, skipping: this.dropToSync, ends: new Map(), bound: undefined, endAtSync: false };
       this.dropToSync = this.skipping = false;
     }
     this.host.events.emit({ type: 'server_lost', client: this.host.id, server: server.id, message: why });
     if (out.length > 0) this.host.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     this.deliverQueued();
     this.resumeClient();
-    if (this.waiting.length > 0) {
-      if (!this.lost) this.lease();
-      else {
-        for (const msg of this.waiting.splice(0)) if (!this.answerLost(msg)) return this.host.close(), true;
-        this.waitingBytes = 0;
-      }
-    }
+    // (Nothing waits here: the client's messages were being handled on the connection that died.)
+    if (this.waiting.length > 0 && !this.lost) this.lease();
     return true;
   }
 
@@ -1677,14 +1712,21 @@ export class PooledRelay {
     };
     const ending = (sql: string): 'rollback' | 'commit' | undefined => {
       const d = this.host.router.route(sql);
-      if (d.multi || /\bchain\b/i.test(sql)) return undefined;
+      // AND CHAIN would open a new transaction at once: not emulated (the client gets 25P02; a plain ROLLBACK ends it).
+      if (d.multi || /\band\s+chain\b/i.test(sql)) return undefined;
+      if (d.txn === 'prepared_xact' && /^\s*prepare\s+transaction\b/i.test(sql)) return 'rollback';
       return d.txn === 'rollback' || d.txn === 'commit' ? d.txn : undefined;
     };
     if (t === T_TERMINATE) return false;
     if (L.skipping && t !== T_SYNC) return true;
     switch (t) {
       case T_QUERY: {
-        const kind = ending(m.readQuery(msg));
+        const sql = m.readQuery(msg);
+        if (sql.trim() === '') {
+          out.push(m.frame('I'), m.readyForQuery('E'));
+          break;
+        }
+        const kind = ending(sql);
         if (kind === 'rollback' || (kind === 'commit' && L.told)) {
           out.push(m.commandComplete('ROLLBACK'), m.readyForQuery('I'));
           end();
@@ -1745,14 +1787,23 @@ export class PooledRelay {
           L.skipping = true;
           L.endAtSync = true;
         } else {
+          // Over now: the rest of the group, and its Sync, run on a server as usual.
           out.push(m.commandComplete('ROLLBACK'));
-          L.endAtSync = true;
+          end();
         }
         L.bound = undefined;
         break;
-      case T_CLOSE:
+      case T_CLOSE: {
+        // Carried out, as PostgreSQL does even in a failed transaction.
+        const { kind, name } = m.readTarget(msg);
+        if (kind === 0x53 /* S */) {
+          L.ends.delete(name);
+          if (name === '') this.unnamedParse = undefined;
+          else this.state.statements.delete(name);
+        } else if (name === '') L.bound = undefined;
         out.push(m.closeComplete());
         break;
+      }
       case T_SYNC:
         out.push(m.readyForQuery(L.endAtSync ? 'I' : 'E'));
         L.skipping = false;
@@ -1765,8 +1816,20 @@ export class PooledRelay {
       default:
         break; // Flush, stray copy data: nothing to answer
     }
-    if (out.length > 0) this.host.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    if (out.length > 0) this.writeOwn(out.length === 1 ? out[0]! : Buffer.concat(out));
+    // Held while the transaction was open, as PostgreSQL does.
+    if (!this.lost) this.deliverQueued();
     return true;
+  }
+
+  /** Answers the gateway writes itself: a client that sends without reading is held back, as PostgreSQL would by not reading. */
+  private writeOwn(bytes: Buffer): void {
+    const socket = this.host.socket;
+    socket.write(bytes);
+    if (socket.writableLength > MAX_WAITING_BYTES && !this.clientPaused) {
+      this.pauseClient();
+      socket.once('drain', () => this.resumeClient());
+    }
   }
 
   /** A Parse the gateway answered itself: the client now has the statement, and it is prepared on a server when used. */

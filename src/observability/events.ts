@@ -11,7 +11,7 @@ export type GatewayEvent =
   | { type: 'client_authenticated'; client: number; address: string; user: string; database: string; method: string }
   | { type: 'client_auth_failed'; client: number; address: string; user: string; reason: string }
   | { type: 'client_error'; client: number; address: string; code: string; message: string }
-  | { type: 'client_disconnected'; client: number; address: string; duration_ms: number }
+  | { type: 'client_disconnected'; client: number; address: string; duration_ms: number; database?: string; bytes_in?: number; bytes_out?: number }
   | { type: 'server_lost'; client: number; server: number; message: string }
   | { type: 'config_reloaded'; changed: string[]; restart_required: string[] }
   | { type: 'pin_started'; client: number; server: number; reason: string }
@@ -19,6 +19,7 @@ export type GatewayEvent =
   | { type: 'txn_switched'; client: number; from: string; to: string; reason: string }
   | { type: 'switch_refused'; client: number; node: string; reason: string }
   | { type: 'query_retried'; client: number; node: string; message: string }
+  | { type: 'admin_command'; client: number; user: string; command: string }
   | NodeEvent
   | NotifyHubEvent
   | PoolEvent;

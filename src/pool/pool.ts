@@ -26,15 +26,34 @@ export interface PoolStats {
   database: string;
   user: string;
   idle: number;
+  /** Leased, or being reset after a lease (`resetting` of them). */
   active: number;
+  /** Given back and running ROLLBACK / DISCARD ALL before they are idle again. */
+  resetting: number;
   opening: number;
+  /** Clients queued for a connection, those held by a PAUSE included. */
   waiting: number;
   maxwait_ms: number;
+  /** The pool's database is paused (PAUSE on the console). */
+  paused: boolean;
+}
+
+/** One server connection as the console lists it (SHOW SERVERS). */
+export interface ServerListing {
+  conn: ServerConnection;
+  database: string;
+  user: string;
+  /** active: leased; tested: being reset after a lease; idle: ready for the next lease. */
+  state: 'active' | 'tested' | 'idle';
+  /** It will be closed when given back rather than reused (its node is draining, or its database paused). */
+  closeNeeded: boolean;
 }
 
 class UserPool {
   readonly idle: ServerConnection[] = [];
+  /** Leased connections, and those being reset after a lease (also in `resetting`). */
   readonly busy = new Set<ServerConnection>();
+  readonly resetting = new Set<ServerConnection>();
   opening = 0;
   constructor(
     readonly database: string,
@@ -51,7 +70,7 @@ interface Waiter {
   /** When queue_timeout_ms runs out; waiters are queued in this order (one timeout for all). */
   deadline: number;
   done: (err: Error | undefined, conn?: ServerConnection) => void;
-  /** Who is waiting, for abandon(). */
+  /** Who is waiting, for abandon() and waitingSince(): the relay, or the signal of acquire(). */
   owner?: object;
 }
 
@@ -62,6 +81,16 @@ export class PoolManager {
   private readonly pools = new Map<string, UserPool>();
   private readonly owner = new WeakMap<ServerConnection, UserPool>();
   private waiters: Waiter[] = [];
+  /**
+   * Waiters of paused databases, in arrival order: outside `waiters`, so they have no deadline while
+   * paused and the deadline order of `waiters` holds. RESUME moves them back with a fresh deadline.
+   */
+  private held: Waiter[] = [];
+  /** PAUSE with no database: everything is paused. */
+  private pausedAll = false;
+  private readonly pausedDbs = new Set<string>();
+  /** Bumped per database by closeDatabase(): a connection whose opening began before is closed when it arrives. */
+  private readonly dbGeneration = new Map<string, number>();
   private readonly reaper: NodeJS.Timeout;
   /** Armed for the oldest waiter's deadline: one timer for the whole queue, not one per waiter. */
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -112,7 +141,11 @@ export class PoolManager {
     this.generation++;
     this.closedAllFor = reason;
     this.failWaiters(reason);
-    if (deferred) return queueMicrotask(() => this.closeAll(reason));
+    if (deferred) return queueMicrotask(() => this.closeConnections(reason));
+    this.closeConnections(reason);
+  }
+
+  private closeConnections(reason: string): void {
     for (const p of this.pools.values()) {
       for (const c of p.idle.splice(0)) c.close(reason);
       for (const c of [...p.busy]) c.close(reason);
@@ -127,7 +160,117 @@ export class PoolManager {
   private failWaiters(reason: string): void {
     clearTimeout(this.deadlineTimer);
     this.deadlineTimer = undefined;
-    for (const w of this.waiters.splice(0)) w.done(new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" ${reason}`));
+    const all = [...this.waiters.splice(0), ...this.held.splice(0)];
+    for (const w of all) w.done(refusal(`node "${this.node}" ${reason}`));
+  }
+
+  // ------------------------------------------------------------ PAUSE, RESUME, KILL (the console)
+
+  /** Whether new leases for the database wait for resume(). */
+  isPaused(database: string): boolean {
+    return this.pausedAll || this.pausedDbs.has(database);
+  }
+
+  /** What is paused: everything, or these databases. */
+  get paused(): { all: boolean; databases: string[] } {
+    return { all: this.pausedAll, databases: [...this.pausedDbs] };
+  }
+
+  /**
+   * PgBouncer's PAUSE: new leases of the database (every database when none is given) wait, with no
+   * queue timeout, until resume(); idle connections close now and leased ones close when they are given
+   * back, so the server can be restarted. Waiting until nothing is active is the caller's part (activeCount).
+   */
+  pause(database?: string): void {
+    if (database === undefined) this.pausedAll = true;
+    else this.pausedDbs.add(database);
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) (this.isPaused(w.pool.database) ? this.held : keep).push(w);
+    this.waiters = keep;
+    for (const p of this.pools.values()) {
+      if (!this.isPaused(p.database)) continue;
+      for (const c of p.idle.splice(0)) c.close('database paused');
+    }
+  }
+
+  /**
+   * Undo pause(): with no database, every pause; with one, that database's (an error when everything
+   * is paused, since the rest would stay paused without saying so). Held waiters queue again, in
+   * their order, with a fresh queue_timeout_ms. Returns whether anything was paused.
+   */
+  resume(database?: string): boolean {
+    let was: boolean;
+    if (database === undefined) {
+      was = this.pausedAll || this.pausedDbs.size > 0;
+      this.pausedAll = false;
+      this.pausedDbs.clear();
+    } else {
+      if (this.pausedAll) throw new Error(`every database is paused; RESUME without a database name resumes them all`);
+      was = this.pausedDbs.delete(database);
+    }
+    const deadline = Date.now() + this.opts.pool.queue_timeout_ms;
+    const still: Waiter[] = [];
+    for (const w of this.held) {
+      if (this.isPaused(w.pool.database)) still.push(w);
+      else {
+        // Appended with the latest deadline there is: `waiters` stays in deadline order.
+        w.deadline = deadline;
+        this.waiters.push(w);
+      }
+    }
+    this.held = still;
+    this.armDeadline();
+    this.pump();
+    return was;
+  }
+
+  /** Server connections of the database (all when none is given) that are leased, being reset or being opened. */
+  activeCount(database?: string): number {
+    let n = 0;
+    for (const p of this.pools.values()) if (database === undefined || p.database === database) n += p.busy.size + p.opening;
+    return n;
+  }
+
+  /**
+   * KILL: close every connection of the database now, leased ones too, and fail its waiters; connections
+   * still being opened are closed when they arrive. Returns how many connections were closed.
+   */
+  closeDatabase(database: string, reason: string): number {
+    this.dbGeneration.set(database, (this.dbGeneration.get(database) ?? 0) + 1);
+    const err = () => new PgError(SQLSTATE.ADMIN_SHUTDOWN, `server connections of database "${database}" closed: ${reason}`);
+    for (const list of [this.waiters, this.held]) {
+      for (const w of list.filter((x) => x.pool.database === database)) {
+        list.splice(list.indexOf(w), 1);
+        w.done(err());
+      }
+    }
+    let n = 0;
+    for (const p of this.pools.values()) {
+      if (p.database !== database) continue;
+      for (const c of [...p.idle.splice(0), ...p.busy]) {
+        c.close(reason);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** When the owner (a relay, or the signal given to acquire) started waiting for a connection; undefined when it is not waiting. */
+  waitingSince(owner: object): number | undefined {
+    for (const w of this.waiters) if (w.owner === owner) return w.since;
+    for (const w of this.held) if (w.owner === owner) return w.since;
+    return undefined;
+  }
+
+  /** Every open server connection of this node with its state (connections still being opened are only counted, in stats()). */
+  connections(): ServerListing[] {
+    const out: ServerListing[] = [];
+    for (const p of this.pools.values()) {
+      const closeNeeded = this.draining || this.isPaused(p.database);
+      for (const conn of p.busy) out.push({ conn, database: p.database, user: p.user, state: p.resetting.has(conn) ? 'tested' : 'active', closeNeeded });
+      for (const conn of p.idle) out.push({ conn, database: p.database, user: p.user, state: 'idle', closeNeeded });
+    }
+    return out;
   }
 
   /** The pool for (database, user), created on first use. */
@@ -156,7 +299,8 @@ export class PoolManager {
     return new Promise<ServerConnection>((resolve, reject) => {
       let onAbort: (() => void) | undefined;
       let settled = false;
-      const w = this.lease(this.handle(database, user), undefined, (err, conn) => {
+      // The signal identifies the client in the queue (waitingSince) when no relay does.
+      const w = this.lease(this.handle(database, user), signal, (err, conn) => {
         settled = true;
         if (onAbort) signal!.removeEventListener('abort', onAbort);
         if (err) reject(err);
@@ -185,6 +329,11 @@ export class PoolManager {
       done(new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" is being drained`));
       return undefined;
     }
+    if (this.isPaused(pool.database)) {
+      const w: Waiter = { pool, since: Date.now(), deadline: Infinity, done, owner };
+      this.held.push(w);
+      return w;
+    }
     if (!this.waiters.some((w) => w.pool.database === pool.database)) {
       const got = this.take(pool);
       if (got) {
@@ -203,7 +352,7 @@ export class PoolManager {
 
   /** The owner left: its place in the queue, if it has one, is given up. */
   abandon(owner: object): void {
-    for (const w of this.waiters) {
+    for (const w of [...this.waiters, ...this.held]) {
       if (w.owner === owner) {
         this.removeWaiter(w);
         w.done(new PgError(SQLSTATE.QUERY_CANCELED, 'client left the queue'));
@@ -241,15 +390,20 @@ export class PoolManager {
   }
 
   private removeWaiter(w: Waiter): boolean {
-    const i = this.waiters.indexOf(w);
-    if (i < 0) return false;
-    this.waiters.splice(i, 1);
-    return true;
+    for (const list of [this.waiters, this.held]) {
+      const i = list.indexOf(w);
+      if (i >= 0) {
+        list.splice(i, 1);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** An idle connection, a new one if the limits allow, or null. */
   /** An idle connection (synchronously), a new one being opened (a promise), or null. */
   private take(pool: UserPool): ServerConnection | Promise<ServerConnection> | null {
+    if (this.isPaused(pool.database)) return null;
     while (pool.idle.length > 0) {
       const c = pool.idle.pop()!;
       if (c.closed) continue;
@@ -281,6 +435,7 @@ export class PoolManager {
   private async open(pool: UserPool): Promise<ServerConnection> {
     pool.opening++;
     const generation = this.generation;
+    const dbGeneration = this.dbGeneration.get(pool.database) ?? 0;
     let conn: ServerConnection;
     try {
       conn = await this.openDedicated(pool.database, pool.user);
@@ -294,7 +449,14 @@ export class PoolManager {
       pool.opening--;
       conn.close(this.closedAllFor || 'node drained');
       queueMicrotask(() => this.pump());
-      throw new PgError(SQLSTATE.CONNECTION_FAILURE, `node "${this.node}" ${this.closedAllFor || 'is being drained'}`);
+      throw refusal(`node "${this.node}" ${this.closedAllFor || 'is being drained'}`);
+    }
+    // Its database was killed meanwhile (KILL on the console).
+    if (dbGeneration !== (this.dbGeneration.get(pool.database) ?? 0)) {
+      pool.opening--;
+      conn.close('database killed');
+      queueMicrotask(() => this.pump());
+      throw new PgError(SQLSTATE.ADMIN_SHUTDOWN, `server connections of database "${pool.database}" closed: database killed`);
     }
     // Decremented together with adding to busy, so the pool's total never dips in between.
     pool.opening--;
@@ -303,6 +465,7 @@ export class PoolManager {
     this.opts.onEvent?.({ type: 'server_opened', node: this.node, id: conn.id, database: pool.database, user: pool.user });
     conn.onClose((err) => {
       pool.busy.delete(conn);
+      pool.resetting.delete(conn);
       const i = pool.idle.indexOf(conn);
       if (i >= 0) pool.idle.splice(i, 1);
       this.opts.onEvent?.({ type: 'server_closed', node: this.node, id: conn.id, database: pool.database, user: pool.user, reason: err?.message ?? 'closed' });
@@ -323,18 +486,7 @@ export class PoolManager {
   release(conn: ServerConnection, reusable: boolean, reset: 'discard' | 'keep' = 'discard'): void {
     const pool = this.owner.get(conn) ?? this.handle(conn.database, conn.user);
     conn.detach();
-    const lifetime = this.opts.pool.lifetime_ms;
-    const closeReason = !reusable
-      ? 'released in the middle of a request'
-      : this.closing
-        ? 'gateway shutting down'
-        : this.draining
-          ? 'node drained'
-          : lifetime > 0 && Date.now() - conn.createdAt > lifetime
-          ? 'pool.lifetime_ms reached'
-          : reset === 'keep' && conn.txStatus !== 'I'
-            ? 'released inside a transaction'
-            : undefined;
+    const closeReason = this.closeReason(pool, conn, reusable, reset);
     if (closeReason || conn.closed) {
       pool.busy.delete(conn);
       conn.close(closeReason);
@@ -356,16 +508,31 @@ export class PoolManager {
       this.pump();
       return;
     }
+    pool.resetting.add(conn);
     void this.reset(conn).then((ok) => {
+      pool.resetting.delete(conn);
       if (!pool.busy.delete(conn)) return; // closed meanwhile
-      if (!ok || this.closing || this.draining) {
-        conn.close(!ok ? 'reset (ROLLBACK / DISCARD ALL) failed' : this.closing ? 'gateway shutting down' : 'node drained');
+      const paused = this.isPaused(pool.database);
+      if (!ok || this.closing || this.draining || paused) {
+        conn.close(!ok ? 'reset (ROLLBACK / DISCARD ALL) failed' : this.closing ? 'gateway shutting down' : this.draining ? 'node drained' : 'database paused');
       } else {
         conn.lastUsedAt = Date.now();
         pool.idle.push(conn);
       }
       this.pump();
     });
+  }
+
+  /** Why a connection given back is closed instead of kept; undefined when it is kept. */
+  private closeReason(pool: UserPool, conn: ServerConnection, reusable: boolean, reset: 'discard' | 'keep'): string | undefined {
+    if (!reusable) return 'released in the middle of a request';
+    if (this.closing) return 'gateway shutting down';
+    if (this.draining) return 'node drained';
+    if (this.isPaused(pool.database)) return 'database paused';
+    const lifetime = this.opts.pool.lifetime_ms;
+    if (lifetime > 0 && Date.now() - conn.createdAt > lifetime) return 'pool.lifetime_ms reached';
+    if (reset === 'keep' && conn.txStatus !== 'I') return 'released inside a transaction';
+    return undefined;
   }
 
   /** A connection outside the pool's limits and queue, for the gateway's own use (the LISTEN connection). */
@@ -429,16 +596,26 @@ export class PoolManager {
   stats(): PoolStats[] {
     const now = Date.now();
     return [...this.pools.values()].map((p) => {
-      const ws = this.waiters.filter((w) => w.pool === p);
+      let waiting = 0;
+      let oldest = now;
+      for (const list of [this.waiters, this.held]) {
+        for (const w of list) {
+          if (w.pool !== p) continue;
+          waiting++;
+          if (w.since < oldest) oldest = w.since;
+        }
+      }
       return {
         node: this.node,
         database: p.database,
         user: p.user,
         idle: p.idle.length,
         active: p.busy.size,
+        resetting: p.resetting.size,
         opening: p.opening,
-        waiting: ws.length,
-        maxwait_ms: ws.length ? now - Math.min(...ws.map((w) => w.since)) : 0,
+        waiting,
+        maxwait_ms: now - oldest,
+        paused: this.isPaused(p.database),
       };
     });
   }
@@ -448,12 +625,22 @@ export class PoolManager {
     this.closing = true;
     clearInterval(this.reaper);
     clearTimeout(this.deadlineTimer);
-    for (const w of this.waiters.splice(0)) w.done(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
+    for (const w of [...this.waiters.splice(0), ...this.held.splice(0)]) w.done(new PgError(SQLSTATE.ADMIN_SHUTDOWN, 'the gateway is shutting down'));
     for (const p of this.pools.values()) {
       for (const c of p.idle.splice(0)) c.close('gateway shutting down');
       for (const c of p.busy) c.close('gateway shutting down');
     }
   }
+}
+
+/** The node turned the lease away (drained, removed, no longer the primary): nothing is wrong with it. */
+function refusal(message: string): PgError {
+  return Object.assign(new PgError(SQLSTATE.CONNECTION_FAILURE, message), { refused: true });
+}
+
+/** Whether a lease error is the node turning it away rather than failing. */
+export function isRefusal(err: Error): boolean {
+  return (err as { refused?: boolean }).refused === true;
 }
 
 function deliver(got: ServerConnection | Promise<ServerConnection>, done: (err: Error | undefined, conn?: ServerConnection) => void): void {

@@ -62,7 +62,7 @@ test('minimal file gets every default', () => {
   assert.deepEqual(warnings, []);
   assert.deepEqual(config, {
     listen: { host: '0.0.0.0', port: 6432, max_message_bytes: 64 * 1024 * 1024, login_timeout_ms: 60_000 },
-    admin: { host: '127.0.0.1', port: 9432 },
+    admin: { host: '127.0.0.1', port: 9432, users: [] },
     pool: {
       mode: 'transaction',
       databases: {},
@@ -479,4 +479,25 @@ test('routing: consistency is one of two modes; safe functions are lower-cased',
   if (!bad.ok) assert.ok(bad.problems.some((p) => p.path === 'routing.consistency'), JSON.stringify(bad.problems));
   const good = ok(parse('primary: {host: db1}\nrouting: {replica_safe_functions: [My_Fn, app.Score]}\n'));
   assert.deepEqual(good.config.routing.replica_safe_functions, ['my_fn', 'app.score']);
+});
+
+test('admin.users: a list of names; a name that cannot log in and a pool entry for a console database are warnings', () => {
+  const base = 'primary: {host: db}\nauth: {users: [{name: ops, password: pw}]}\n';
+  const { config, warnings } = ok(parse(base + 'admin: {users: [ops]}\n'));
+  assert.deepEqual(config.admin.users, ['ops']);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(ok(parse(base + 'admin: {users: [ops]}\n', { SWITCHYARD_ADMIN__USERS: '[ops, app]' })).config.admin.users, ['ops', 'app']);
+
+  assert.equal(only(parse(base + 'admin: {users: ops}\n'), 'admin.users'), "expected array, got string 'ops'");
+  assert.equal(only(parse(base + 'admin: {users: [""]}\n'), 'admin.users[0]'), 'must not be empty');
+
+  const ghost = ok(parse(base + 'admin: {users: [ops, ghost]}\npool: {databases: {pgbouncer: {mode: session}}}\n')).warnings;
+  assert.deepEqual(
+    ghost.map((w) => w.path),
+    ['admin.users[1]', 'pool.databases.pgbouncer'],
+  );
+  assert.match(ghost[0]!.message, /'ghost' is not in auth\.users and there is no auth\.query/);
+  assert.match(ghost[1]!.message, /admin console's/);
+  // With auth.query any name may exist in the database.
+  assert.deepEqual(ok(parse('primary: {host: db}\nauth: {query: {user: ops, password: pw}}\nadmin: {users: [ghost]}\n')).warnings, []);
 });
