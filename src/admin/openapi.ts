@@ -70,7 +70,7 @@ export function openApiDocument(): unknown {
           { 101: { description: 'Switching protocols' } },
           {
             parameters: [
-              { name: 'types', in: 'query', description: 'Comma-separated event types to receive (default: all)', schema: { type: 'string' } },
+              { name: 'types', in: 'query', description: 'Comma-separated event types to receive (default: all but txn_routed, one per client transaction, which must be asked for by name)', schema: { type: 'string' } },
               { name: 'token', in: 'query', description: 'The admin token, for browsers (which cannot set the header on a WebSocket)', schema: { type: 'string' } },
             ],
           },

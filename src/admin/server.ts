@@ -61,6 +61,9 @@ function sameToken(given: string | undefined, token: string): boolean {
 /** Paths anyone may read: liveness, readiness, and the dashboard page (its data needs the token). */
 const OPEN = new Set(['/healthz', '/readyz', '/']);
 
+/** Events too frequent for an unfiltered stream. */
+const NOISY = new Set(['txn_routed']);
+
 /** A WebSocket client further behind than this gets no more events until it catches up (counted in the next one it gets). */
 const MAX_BUFFERED = 4 * 1024 * 1024;
 
@@ -130,9 +133,10 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
         .map((t) => t.trim())
         .filter(Boolean);
       const only = wanted.length > 0 ? new Set(wanted) : undefined;
+      // One per client transaction: sent only to a stream that asks for it by name.
       let dropped = 0;
       const off = source.onEvent((e) => {
-        if (only && !only.has(e.type)) return;
+        if (only ? !only.has(e.type) : NOISY.has(e.type)) return;
         if (socket.bufferedAmount > MAX_BUFFERED) {
           dropped++;
           return;

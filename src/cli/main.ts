@@ -187,7 +187,7 @@ async function sandbox(args: string[]): Promise<void> {
   gw = await Gateway.start(
     defaultConfig({
       listen: { host: '127.0.0.1', port },
-      admin: { host: '127.0.0.1', port: adminPort },
+      admin: { host: '127.0.0.1', port: adminPort, users: [su] }, // the console: psql ... switchyard
       primary: { name: 'primary', host: cluster.primary.host, port: cluster.primary.port },
       replicas: cluster.replicas.map((r: { name: string; host: string; port: number }) => ({ name: r.name, host: r.host, port: r.port })),
       server_tls: { mode: 'disable' },

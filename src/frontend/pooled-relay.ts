@@ -1295,7 +1295,9 @@ export class PooledRelay {
       return this.leaseFrom(this.chooseNode());
     }
     this.leasedAt = performance.now();
-    this.host.metrics.transaction(this.host.database, this.onReplica ? 'replica' : 'primary', this.chooseReason, this.leasedAt - this.leaseAskedAt);
+    const target = this.onReplica ? 'replica' : 'primary';
+    this.host.metrics.transaction(this.host.database, target, this.chooseReason, this.leasedAt - this.leaseAskedAt);
+    this.host.events.emit({ type: 'txn_routed', client: this.host.id, node: node.name, target, reason: this.chooseReason });
     this.server = server;
     const ss = this.ss = serverState(server);
     server.attach(this);

@@ -16,6 +16,7 @@ export type GatewayEvent =
   | { type: 'config_reloaded'; changed: string[]; restart_required: string[] }
   | { type: 'pin_started'; client: number; server: number; reason: string }
   | { type: 'pin_ended'; client: number; server: number; reason: string }
+  | { type: 'txn_routed'; client: number; node: string; target: 'primary' | 'replica'; reason: string }
   | { type: 'txn_switched'; client: number; from: string; to: string; reason: string }
   | { type: 'switch_refused'; client: number; node: string; reason: string }
   | { type: 'query_retried'; client: number; node: string; message: string }
@@ -26,6 +27,8 @@ export type GatewayEvent =
 
 const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused', 'replica_banned', 'replica_lagging', 'primary_changed', 'query_retried']);
 const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
+/** One per client transaction: logged only at trace level. */
+const TRACE: ReadonlySet<GatewayEvent['type']> = new Set(['txn_routed']);
 
 export class EventBus {
   private readonly emitter = new EventEmitter();
@@ -39,9 +42,13 @@ export class EventBus {
   emit(event: GatewayEvent): void {
     this.counts.set(event.type, (this.counts.get(event.type) ?? 0) + 1);
     if (this.log) {
-      const { type, ...rest } = event;
-      const level = WARN.has(type) ? 'warn' : DEBUG.has(type) ? 'debug' : 'info';
-      this.log[level]({ event: type, ...rest }, type);
+      const type = event.type;
+      const level = WARN.has(type) ? 'warn' : DEBUG.has(type) ? 'debug' : TRACE.has(type) ? 'trace' : 'info';
+      // Checked first: building the line costs more than the event when nobody reads it.
+      if (this.log.isLevelEnabled(level)) {
+        const { type: _t, ...rest } = event;
+        this.log[level]({ event: type, ...rest }, type);
+      }
     }
     this.emitter.emit('event', event);
   }

@@ -227,3 +227,31 @@ test('the stream sends snapshots of the numbers each second by default', { timeo
   assert.ok(snaps.length >= 3);
   assert.deepEqual(snaps[0]!.nodes.map((n) => n.name), ['primary', 'replica1', 'replica2']);
 });
+
+test('txn_routed (one per transaction, with target and reason) reaches a stream that asks for it, and only such a stream', { timeout: 20_000 }, async () => {
+  const open = async (types?: string) => {
+    const url = new URL('/api/v1/events/stream', gw.adminUrl);
+    url.protocol = 'ws:';
+    url.searchParams.set('token', TOKEN);
+    url.searchParams.set('snapshot_ms', '0');
+    if (types) url.searchParams.set('types', types);
+    const ws = new WebSocket(url.href);
+    const got: { type: string; target?: string; reason?: string; node?: string }[] = [];
+    ws.on('message', (data) => got.push(JSON.parse(String(data))));
+    await new Promise((resolve) => ws.once('open', resolve));
+    return { ws, got };
+  };
+  const asked = await open('txn_routed');
+  const all = await open();
+  const c = await client();
+  await c.query('SELECT 1');
+  await c.query('CREATE TEMP TABLE IF NOT EXISTS t_routed (x int)');
+  await sleep(300);
+  asked.ws.close();
+  all.ws.close();
+  const routed = asked.got.filter((e) => e.type === 'txn_routed');
+  assert.ok(routed.some((e) => e.target === 'replica' && e.reason === 'read' && /^replica/.test(e.node!)), JSON.stringify(routed));
+  assert.ok(routed.some((e) => e.target === 'primary'), JSON.stringify(routed));
+  assert.ok(all.got.some((e) => e.type === 'client_connected'));
+  assert.ok(!all.got.some((e) => e.type === 'txn_routed'), 'not on an unfiltered stream');
+});
