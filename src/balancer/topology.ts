@@ -506,7 +506,8 @@ export class Topology {
     if (p.timeline !== undefined && p.inRecovery === false) this.topTimeline = Math.max(this.topTimeline, p.timeline);
     let best: DbNode | undefined;
     for (const n of this.others) {
-      if (n.inRecovery !== false || n.timeline === undefined || n.removed || n.draining) continue;
+      // A draining node promoted by the failover tool is followed too (its drain is called off).
+      if (n.inRecovery !== false || n.timeline === undefined || n.removed) continue;
       // Never back to an older timeline (a former primary still writable while the current one is down).
       if (n.timeline < this.topTimeline) continue;
       if (!best || n.timeline > best.timeline!) best = n;
@@ -530,6 +531,10 @@ export class Topology {
     this.others = this.others.filter((n) => n !== next);
     this.others.unshift(old);
     this.primary = next;
+    if (next.draining) {
+      next.draining = false;
+      next.pools.undrain();
+    }
     this.setRole(next, 'primary');
     // Until it shows itself in recovery (a replica of the new primary) the old one takes nothing.
     this.setRole(old, old.inRecovery === true ? 'replica' : 'fenced');

@@ -66,10 +66,18 @@ export class NotifyHub {
       this.channels.set(channel, subs);
     }
     subs.add(sub);
-    const conn = await this.connection();
     // LISTEN is idempotent on the server: no need to know whether another subscriber got there first.
-    const r = await conn.query(`LISTEN ${quoteIdent(channel)}`);
-    if (r.error) throw r.error;
+    // A connection closed under the query (dropped for a new primary) is replaced once and asked again.
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.connection();
+      try {
+        const r = await conn.query(`LISTEN ${quoteIdent(channel)}`);
+        if (r.error) throw r.error;
+        return;
+      } catch (e) {
+        if (!conn.closed || attempt > 0 || this.shuttingDown()) throw e;
+      }
+    }
   }
 
   unlisten(sub: NotifySubscriber, channel: string): void {
