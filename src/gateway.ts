@@ -364,7 +364,7 @@ export class Gateway {
   databaseStats() {
     const totals = new Map(this.metrics.totals().map((t) => [t.database, t]));
     for (const s of this.sessions) {
-      if (s.database === undefined) continue;
+      if (s.state !== 'ready' || s.console) continue;
       let t = totals.get(s.database);
       if (!t) {
         t = { database: s.database, xact_count: 0, query_count: 0, bytes_received: 0, bytes_sent: 0, xact_time_us: 0, query_time_us: 0, wait_time_us: 0 };

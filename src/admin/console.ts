@@ -594,6 +594,10 @@ export class AdminConsole {
       if (args.length < min || args.length > max) throw consoleError(SYNTAX_ERROR, `syntax error in "${statement}": usage is ${usage}`, `the console takes ${COMMANDS}`);
       return args[0]?.text;
     };
+    // Taken off admin.users by a reload: no more commands.
+    if (!this.ctx.config.admin.users.includes(this.host.user)) {
+      throw consoleError('28000', `user "${this.host.user}" is no longer in admin.users`);
+    }
     // What changes the gateway is an event (logged, counted, on the WebSocket stream); SHOW is not.
     if (verb !== 'SHOW' && verb !== '') this.ctx.events.emit({ type: 'admin_command', client: this.host.id, user: this.host.user, command: statement });
     switch (verb) {
@@ -655,6 +659,7 @@ export class AdminConsole {
     if (database !== undefined && isConsoleDatabase(database)) {
       throw consoleError(OBJECT_NOT_IN_PREREQUISITE_STATE, `"${database}" is the admin console; it has no server connections to pause`);
     }
+    if (database !== undefined) this.knownDatabase(database);
     for (const n of this.ctx.topology.nodes) n.pools.pause(database);
     const what = database === undefined ? 'every database' : `database "${database}"`;
     const ctl = new AbortController();
@@ -710,8 +715,15 @@ export class AdminConsole {
     return [notice(applied + restart), m.commandComplete('RELOAD')];
   }
 
+  /** A database some client or pool uses: PAUSE or KILL of a misspelt name must not report success. */
+  private knownDatabase(database: string): void {
+    const used = [...this.ctx.sessions].some((s) => s.database === database && !s.console) || this.ctx.topology.nodes.some((n) => n.pools.stats().some((p) => p.database === database));
+    if (!used) throw consoleError('3D000', `no such database: "${database}" (no client or pool uses it; SHOW DATABASES lists them)`);
+  }
+
   private kill(database: string): Buffer[] {
     if (isConsoleDatabase(database)) throw consoleError(OBJECT_NOT_IN_PREREQUISITE_STATE, `"${database}" is the admin console; it cannot be killed`);
+    this.knownDatabase(database);
     let clients = 0;
     for (const s of [...this.ctx.sessions]) {
       if (s.database !== database || s.console || s.state === 'closed') continue;
@@ -798,6 +810,9 @@ export function tokenize(sql: string): Token[][] {
       const end = sql.indexOf('*/', i + 2);
       if (end < 0) throw consoleError(SYNTAX_ERROR, 'unterminated /* comment');
       i = end + 2;
+    } else if (c === "'") {
+      // A string literal is not a name (PgBouncer takes names bare or double-quoted): refused, not misread.
+      throw consoleError(SYNTAX_ERROR, `a name in single quotes (${sql.slice(i, i + 30)}): write database and node names bare or in double quotes`);
     } else if (c === '"') {
       let name = '';
       let j = i + 1;
@@ -817,7 +832,7 @@ export function tokenize(sql: string): Token[][] {
       i = j + 1;
     } else {
       let j = i;
-      while (j < sql.length && !/[\s;"]/.test(sql[j]!) && !sql.startsWith('--', j) && !sql.startsWith('/*', j)) j++;
+      while (j < sql.length && !/[\s;"']/.test(sql[j]!) && !sql.startsWith('--', j) && !sql.startsWith('/*', j)) j++;
       cur.push({ text: sql.slice(i, j), quoted: false });
       i = j;
     }

@@ -61,6 +61,19 @@ function sameToken(given: string | undefined, token: string): boolean {
 /** Paths anyone may read: liveness, readiness, and the dashboard page (its data needs the token). */
 const OPEN = new Set(['/healthz', '/readyz', '/']);
 
+const HEARTBEAT_MS = 30_000;
+
+/** Host values taken without a token: localhost, an IPv4 or a bracketed IPv6 literal, with an optional port. */
+const LITERAL_HOST = /^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\])(:\d+)?$/i;
+
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Events too frequent for an unfiltered stream. */
 const NOISY = new Set(['txn_routed']);
 
@@ -76,11 +89,24 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
   });
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
+    // Another web page may not drive the API or read the stream from the operator's browser (a
+    // WebSocket is not bound by the same-origin policy); without a token, only a loopback or literal
+    // address in Host is taken, so DNS rebinding cannot reach it either.
+    const origin = req.headers.origin;
+    if (!OPEN.has(path) && origin !== undefined && originHost(origin) !== req.headers.host) {
+      return reply.code(403).send({ error: 'forbidden', message: `requests from another origin (${origin}) are refused` });
+    }
+    if (!cfg.token && !OPEN.has(path) && !LITERAL_HOST.test(req.headers.host ?? '')) {
+      return reply.code(403).send({ error: 'forbidden', message: 'without admin.token the API answers only requests to a loopback or literal IP address; set admin.token' });
+    }
     if (OPEN.has(path) || !cfg.token) return;
     const header = req.headers.authorization;
     let given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
     // Browsers cannot set headers on a WebSocket: the stream also takes ?token=.
-    if (given === undefined && path === '/api/v1/events/stream') given = (req.query as { token?: string }).token;
+    if (given === undefined && path === '/api/v1/events/stream') {
+      const t = (req.query as { token?: unknown }).token;
+      given = typeof t === 'string' ? t : undefined;
+    }
     if (!sameToken(given, cfg.token)) {
       await reply.code(401).send({ error: 'unauthorized', message: 'send the admin token as "Authorization: Bearer <admin.token>"' });
     }
@@ -145,14 +171,24 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
         dropped = 0;
       });
       // A snapshot of the numbers every snapshot_ms (default 1 s; 0 = none), unless the filter leaves it out.
-      const every = Number(q.snapshot_ms ?? 1000);
+      const asked = Number(q.snapshot_ms ?? 1000);
+      const every = Number.isFinite(asked) ? Math.min(asked, 60_000) : 1000;
       const send = () => {
         if (socket.bufferedAmount <= MAX_BUFFERED) socket.send(JSON.stringify({ type: 'snapshot', at: new Date().toISOString(), ...(source.snapshot() as object) }));
       };
       const timer = every > 0 && (!only || only.has('snapshot')) ? setInterval(send, Math.max(100, every)) : undefined;
+      // A peer that vanished without closing is found by a missed pong and let go.
+      let alive = true;
+      socket.on('pong', () => (alive = true));
+      const heartbeat = setInterval(() => {
+        if (!alive) return socket.terminate();
+        alive = false;
+        socket.ping();
+      }, HEARTBEAT_MS);
       const stop = () => {
         off();
         clearInterval(timer);
+        clearInterval(heartbeat);
       };
       socket.on('close', stop);
       socket.on('error', stop);

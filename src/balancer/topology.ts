@@ -333,6 +333,10 @@ export class Topology {
   addReplica(cfg: NodeConfig, source: NodeSource): DbNode {
     if (this.node(cfg.name)) throw new Error(`a node named "${cfg.name}" exists already`);
     const n = this.makeNode(cfg, 'replica', source);
+    // A PAUSE in force covers a node that joins during it.
+    const paused = this.primary.pools.paused;
+    if (paused.all) n.pools.pause();
+    for (const db of paused.databases) n.pools.pause(db);
     this.others.push(n);
     this.opts.onEvent({ type: 'replica_added', node: n.name, host: cfg.host, port: cfg.port, weight: cfg.weight, source });
     this.ensurePolling();

@@ -695,7 +695,8 @@ export class ClientSession implements ServerSink, RelayHost {
       client: this.id,
       address: this.address,
       duration_ms: Date.now() - this.connectedAt,
-      ...(this.database !== undefined && { database: this.database }),
+      // Only a client that logged in counts for its database (a startup packet can name anything).
+      ...(this.key !== undefined && { database: this.database }),
       bytes_in: this.socket.bytesRead,
       bytes_out: this.socket.bytesWritten,
     });

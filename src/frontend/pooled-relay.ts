@@ -623,7 +623,7 @@ export class PooledRelay {
       if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
         this.retryEntry = { t: T_QUERY, at: performance.now() };
-        this.host.metrics.query(this.host.database, 'replica', d.reason);
+        if (this.retries === 0) this.host.metrics.query(this.host.database, 'replica', d.reason);
         return this.expect(this.retryEntry);
       }
       return this.expect(this.queryEntry(d));
@@ -759,6 +759,9 @@ export class PooledRelay {
     return topo.pickRead(this.host.address, min, this.avoid);
   }
 
+  /** The lease being made starts a client transaction (counted); noCount: the next one does not (a read run again). */
+  private countLease = false;
+  private noCount = false;
   /** Why chooseNode chose (for the transactions metric). */
   private chooseReason = 'read';
   /** When the lease was asked for and when it was granted (performance.now()). */
@@ -1252,6 +1255,8 @@ export class PooledRelay {
   private lease(): void {
     this.relocate = false;
     this.leaseTries = 0;
+    this.countLease = !this.noCount;
+    this.noCount = false;
     this.leaseFrom(this.chooseNode());
   }
 
@@ -1295,9 +1300,13 @@ export class PooledRelay {
       return this.leaseFrom(this.chooseNode());
     }
     this.leasedAt = performance.now();
-    const target = this.onReplica ? 'replica' : 'primary';
-    this.host.metrics.transaction(this.host.database, target, this.chooseReason, this.leasedAt - this.leaseAskedAt);
-    this.host.events.emit({ type: 'txn_routed', client: this.host.id, node: node.name, target, reason: this.chooseReason });
+    // Counted once, at its first lease: a move to the primary is a switch, a read run again is the same read.
+    if (this.countLease) {
+      this.countLease = false;
+      const target = this.onReplica ? 'replica' : 'primary';
+      this.host.metrics.transaction(this.host.database, target, this.chooseReason, this.leasedAt - this.leaseAskedAt);
+      this.host.events.emit({ type: 'txn_routed', client: this.host.id, node: node.name, target, reason: this.chooseReason });
+    }
     this.server = server;
     const ss = this.ss = serverState(server);
     server.attach(this);
@@ -1444,7 +1453,9 @@ export class PooledRelay {
       this.writeAt = performance.now();
       this.writeLsn = undefined;
     }
-    this.host.metrics.transactionEnded(this.host.database, performance.now() - this.leasedAt);
+    // The login lease (leasedAt 0) is no client transaction.
+    if (this.leasedAt > 0) this.host.metrics.transactionEnded(this.host.database, performance.now() - this.leasedAt);
+    this.leasedAt = 0;
     this.node!.pools.release(server, true, 'keep');
     this.deliverQueued();
     if (this.waiting.length > 0) this.lease(); // moved off a replica: the next statement goes elsewhere
@@ -1619,6 +1630,7 @@ export class PooledRelay {
       this.waiting.unshift(msg);
       this.waitingBytes += msg.length;
       this.host.events.emit({ type: 'query_retried', client: this.host.id, node: node.name, message: why });
+      this.noCount = true;
       this.lease();
       return true;
     }

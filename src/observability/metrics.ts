@@ -203,9 +203,24 @@ export class Metrics {
     return t;
   }
 
+  /** Labelled children by (target, reason text): the label work is done once per distinct text. */
+  private readonly children = new Map<string, { inc(n?: number): void }>();
+
+  private child(counter: Counter<'target' | 'reason'>, kind: string, target: string, reason: string): { inc(n?: number): void } {
+    const key = `${kind}\0${target}\0${reason}`;
+    let c = this.children.get(key);
+    if (!c) {
+      // Router reasons are a bounded set of texts; the map is capped in case a path produces free text.
+      if (this.children.size > 10_000) this.children.clear();
+      c = counter.labels({ target, reason: reasonLabel(reason) });
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
   /** A client transaction leased a connection: where, why, and how long it waited for it. */
   transaction(database: string, target: 'primary' | 'replica', reason: string, waitedMs: number): void {
-    this.transactions.inc({ target, reason: reasonLabel(reason) });
+    this.child(this.transactions, 't', target, reason).inc();
     const t = this.db(database);
     t.xact_count++;
     t.wait_time_us += Math.round(waitedMs * 1000);
@@ -218,7 +233,7 @@ export class Metrics {
 
   /** A client statement was sent to a node. */
   query(database: string, target: 'primary' | 'replica', reason: string): void {
-    this.queries.inc({ target, reason: reasonLabel(reason) });
+    this.child(this.queries, 'q', target, reason).inc();
     this.db(database).query_count++;
   }
 

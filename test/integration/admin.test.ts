@@ -255,3 +255,51 @@ test('txn_routed (one per transaction, with target and reason) reaches a stream 
   assert.ok(all.got.some((e) => e.type === 'client_connected'));
   assert.ok(!all.got.some((e) => e.type === 'txn_routed'), 'not on an unfiltered stream');
 });
+
+test('another origin is refused; without a token only a literal or loopback Host is answered (no DNS rebinding)', async () => {
+  const app = buildAdmin(gw, gw.config.admin);
+  await app.ready();
+  const cross = await app.inject({ method: 'POST', url: '/api/v1/reload', headers: { ...auth, origin: 'http://evil.example' } });
+  assert.equal(cross.statusCode, 403);
+  assert.equal(cross.json().error, 'forbidden');
+  const same = await app.inject({ method: 'GET', url: '/api/v1/nodes', headers: { ...auth, host: '127.0.0.1:9432', origin: 'http://127.0.0.1:9432' } });
+  assert.equal(same.statusCode, 200);
+  await app.close();
+  const open = buildAdmin(gw, { ...gw.config.admin, token: undefined });
+  await open.ready();
+  assert.equal((await open.inject({ method: 'GET', url: '/api/v1/nodes', headers: { host: 'rebound.example:9432' } })).statusCode, 403);
+  assert.equal((await open.inject({ method: 'GET', url: '/api/v1/nodes', headers: { host: '127.0.0.1:9432' } })).statusCode, 200);
+  assert.equal((await open.inject({ method: 'GET', url: '/healthz', headers: { host: 'rebound.example' } })).statusCode, 200, 'health stays open');
+  await open.close();
+});
+
+test('a transaction that moves to the primary is one transaction and one switch; logins and unauthenticated names add nothing', async () => {
+  await cluster.query('CREATE TABLE IF NOT EXISTS moved (x int)');
+  const scrape = async () => parsePrometheus(await (await fetch(new URL('/metrics', gw.adminUrl), { headers: auth })).text());
+  const statsBefore = gw.databaseStats().find((d) => d.database === 'postgres')!;
+  const before = await scrape();
+  const c = await client();
+  await c.query('BEGIN');
+  await c.query('SELECT 1');
+  await c.query('INSERT INTO moved VALUES (1)');
+  await c.query('COMMIT');
+  // A startup packet naming a database, then gone before logging in.
+  const raw = await import('node:net').then((net) => net.connect(gw.port, '127.0.0.1'));
+  await new Promise((r) => raw.once('connect', r));
+  const body = Buffer.from(`user\0nobody\0database\0ghost_db_from_a_stranger\0\0`);
+  const head = Buffer.alloc(8);
+  head.writeInt32BE(8 + body.length, 0);
+  head.writeInt32BE(196608, 4);
+  raw.write(Buffer.concat([head, body]));
+  await sleep(200);
+  raw.destroy();
+  await sleep(200);
+  const after = await scrape();
+  const d = (k: string) => sum(after, k) - sum(before, k);
+  assert.equal(d('switchyard_transactions_total'), 1, 'the login lease and the move are not transactions');
+  assert.equal(d('switchyard_replica_switches_total'), 1);
+  const statsAfter = gw.databaseStats().find((x) => x.database === 'postgres')!;
+  assert.equal(statsAfter.xact_count - statsBefore.xact_count, 1);
+  assert.ok(statsAfter.xact_time_us - statsBefore.xact_time_us < 5_000_000, `xact time grew by ${statsAfter.xact_time_us - statsBefore.xact_time_us} us`);
+  assert.equal(gw.databaseStats().find((x) => x.database === 'ghost_db_from_a_stranger'), undefined);
+});

@@ -495,3 +495,15 @@ test('unknown commands get 42601 listing the commands, PgBouncer-only ones 0A000
   assert.equal(psqlUnknown.code, 1);
   assert.match(psqlUnknown.stderr, /ERROR: {2}unknown admin console command "SHOW NONSENSE"/);
 });
+
+test('PAUSE and KILL of a database nobody uses, or a name in single quotes, are refused instead of reporting success', async () => {
+  const c = await consoleClient();
+  assert.equal((await errorOf(c.query('PAUSE postgres_typo'))).code, '3D000');
+  assert.equal((await errorOf(c.query('KILL postgres_typo'))).code, '3D000');
+  const quoted = await errorOf(c.query("PAUSE 'postgres'"));
+  assert.equal(quoted.code, '42601');
+  assert.match(quoted.message, /single quotes/);
+  // Nothing was paused: a query runs.
+  const app = await client();
+  assert.equal((await app.query('SELECT 1 AS x')).rows[0].x, 1);
+});
