@@ -4,7 +4,7 @@ const errorBody = {
   type: 'object',
   required: ['error', 'message'],
   properties: {
-    error: { type: 'string', description: 'A stable code: unauthorized, bad_request, invalid_replica, invalid_config, exists, not_found, is_primary, no_config_file, internal' },
+    error: { type: 'string', description: 'A stable code: unauthorized, forbidden, bad_request, invalid_replica, invalid_config, exists, not_found, is_primary, no_config_file, internal' },
     message: { type: 'string', description: 'What went wrong and what to do' },
     problems: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
   },
