@@ -23,7 +23,7 @@ import type { PoolMode } from '../config/types.js';
 import type { Topology } from '../balancer/topology.js';
 import type { Router } from '../router/router.js';
 import { AdminConsole, isConsoleDatabase } from '../admin/console.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { DatabaseTotals, Metrics } from '../observability/metrics.js';
 
 /** What a session needs from the gateway around it. */
 export interface FrontendContext {
@@ -47,19 +47,8 @@ export interface FrontendContext {
   metrics: Metrics;
 }
 
-/** Totals per database since start, for SHOW STATS (times in microseconds). */
-export interface DatabaseStats {
-  database: string;
-  /** Server connections handed to clients (leases); SHOW STATS divides the wait time by it when given. */
-  server_assignment_count?: number;
-  xact_count: number;
-  query_count: number;
-  bytes_received: number;
-  bytes_sent: number;
-  xact_time_us: number;
-  query_time_us: number;
-  wait_time_us: number;
-}
+/** Totals per database since start, for SHOW STATS; server_assignment_count (leases), when given, divides the wait time. */
+export type DatabaseStats = DatabaseTotals & { server_assignment_count?: number };
 
 export interface AdminHooks {
   version: string;
