@@ -360,6 +360,10 @@ export class Gateway {
     return this.events.on(listener);
   }
 
+  watch(type: Parameters<EventBus['watch']>[0]): () => void {
+    return this.events.watch(type);
+  }
+
   /** Per-database totals since start, live sessions' bytes included (SHOW STATS). */
   databaseStats() {
     const totals = new Map(this.metrics.totals().map((t) => [t.database, t]));

@@ -29,6 +29,8 @@ export interface AdminSource {
   metricsContentType: string;
   /** Numbers for the live stream's periodic snapshot (nodes, pools, clients). */
   snapshot(): unknown;
+  /** Ask for a per-transaction event type to be produced; returns the function that stops it. */
+  watch(type: GatewayEvent['type']): () => void;
   /** Subscribe to the event bus; returns the unsubscribe function. */
   onEvent(listener: (e: GatewayEvent) => void): () => void;
 }
@@ -161,6 +163,8 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
       const only = wanted.length > 0 ? new Set(wanted) : undefined;
       // One per client transaction: sent only to a stream that asks for it by name.
       let dropped = 0;
+      // Per-transaction events are produced only while a stream asks for them.
+      const unwatch = [...NOISY].filter((t) => only?.has(t)).map((t) => source.watch(t as GatewayEvent['type']));
       const off = source.onEvent((e) => {
         if (only ? !only.has(e.type) : NOISY.has(e.type)) return;
         if (socket.bufferedAmount > MAX_BUFFERED) {
@@ -187,6 +191,7 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
       }, HEARTBEAT_MS);
       const stop = () => {
         off();
+        for (const u of unwatch) u();
         clearInterval(timer);
         clearInterval(heartbeat);
       };

@@ -730,10 +730,7 @@ export class PooledRelay {
   /** The node for the transaction the client's next message starts. */
   private chooseNode(): DbNode {
     const topo = this.host.topology;
-    const primary = (why: string) => {
-      this.chooseReason = why;
-      return topo.primary;
-    };
+    const primary = (why: string) => this.toPrimary(why);
     if (!topo.splitting) return primary('not splitting');
     if (this.routeSetting === 'primary') return primary('hint');
     if (this.state.pins.length > 0) return primary('pinned');
@@ -757,6 +754,11 @@ export class PooledRelay {
     }
     this.chooseReason = toldReplica ? 'hint' : min !== undefined ? 'read-your-writes' : 'read';
     return topo.pickRead(this.host.address, min, this.avoid);
+  }
+
+  private toPrimary(why: string): DbNode {
+    this.chooseReason = why;
+    return this.host.topology.primary;
   }
 
   /** The lease being made starts a client transaction (counted); noCount: the next one does not (a read run again). */
@@ -1305,7 +1307,7 @@ export class PooledRelay {
       this.countLease = false;
       const target = this.onReplica ? 'replica' : 'primary';
       this.host.metrics.transaction(this.host.database, target, this.chooseReason, this.leasedAt - this.leaseAskedAt);
-      this.host.events.emit({ type: 'txn_routed', client: this.host.id, node: node.name, target, reason: this.chooseReason });
+      if (this.host.events.wants('txn_routed')) this.host.events.emit({ type: 'txn_routed', client: this.host.id, node: node.name, target, reason: this.chooseReason });
     }
     this.server = server;
     const ss = this.ss = serverState(server);

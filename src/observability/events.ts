@@ -39,6 +39,30 @@ export class EventBus {
     this.emitter.setMaxListeners(100);
   }
 
+  private readonly watched = new Map<string, number>();
+
+  /**
+   * Someone wants events of a per-transaction type (a WebSocket stream asked for it by name); returns
+   * the function that stops it. Such events are built only while wanted (wants()), so the per-transaction
+   * path pays nothing for them otherwise.
+   */
+  watch(type: GatewayEvent['type']): () => void {
+    this.watched.set(type, (this.watched.get(type) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.watched.get(type) ?? 1) - 1;
+      if (n > 0) this.watched.set(type, n);
+      else this.watched.delete(type);
+    };
+  }
+
+  /** Whether an event of a per-transaction type would reach anyone: a watcher, or the log at trace level. */
+  wants(type: GatewayEvent['type']): boolean {
+    return this.watched.has(type) || (this.log?.isLevelEnabled('trace') ?? false);
+  }
+
   emit(event: GatewayEvent): void {
     this.counts.set(event.type, (this.counts.get(event.type) ?? 0) + 1);
     if (this.log) {

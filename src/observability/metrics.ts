@@ -76,8 +76,11 @@ export class Metrics {
     const lost = new Counter({ name: 'switchyard_server_connections_lost_total', help: 'Server connections that died under a client', registers });
     const exhausted = new Counter({ name: 'switchyard_pool_exhausted_total', help: 'Clients that waited pool.queue_timeout_ms and got 53300', labelNames: ['node'], registers });
     const eventCounts = new Counter({ name: 'switchyard_events_total', help: 'Events on the event bus, by type', labelNames: ['type'], registers });
+    const byType = new Map<string, { inc(): void }>();
     events.on((e) => {
-      eventCounts.inc({ type: e.type });
+      let child = byType.get(e.type);
+      if (!child) byType.set(e.type, (child = eventCounts.labels({ type: e.type })));
+      child.inc();
       switch (e.type) {
         case 'txn_switched':
           return switches.inc();
@@ -203,24 +206,26 @@ export class Metrics {
     return t;
   }
 
-  /** Labelled children by (target, reason text): the label work is done once per distinct text. */
-  private readonly children = new Map<string, { inc(n?: number): void }>();
+  /** Labelled children by counter, target and reason text: the label work is done once per distinct text. */
+  private readonly children = new Map<Counter<'target' | 'reason'>, Record<string, Map<string, { inc(n?: number): void }>>>();
 
-  private child(counter: Counter<'target' | 'reason'>, kind: string, target: string, reason: string): { inc(n?: number): void } {
-    const key = `${kind}\0${target}\0${reason}`;
-    let c = this.children.get(key);
+  private child(counter: Counter<'target' | 'reason'>, target: string, reason: string): { inc(n?: number): void } {
+    let byTarget = this.children.get(counter);
+    if (!byTarget) this.children.set(counter, (byTarget = {}));
+    const byReason = (byTarget[target] ??= new Map());
+    let c = byReason.get(reason);
     if (!c) {
-      // Router reasons are a bounded set of texts; the map is capped in case a path produces free text.
-      if (this.children.size > 10_000) this.children.clear();
+      // Router reasons are a bounded set of texts; capped in case a path produces free text.
+      if (byReason.size > 10_000) byReason.clear();
       c = counter.labels({ target, reason: reasonLabel(reason) });
-      this.children.set(key, c);
+      byReason.set(reason, c);
     }
     return c;
   }
 
   /** A client transaction leased a connection: where, why, and how long it waited for it. */
   transaction(database: string, target: 'primary' | 'replica', reason: string, waitedMs: number): void {
-    this.child(this.transactions, 't', target, reason).inc();
+    this.child(this.transactions, target, reason).inc();
     const t = this.db(database);
     t.xact_count++;
     t.wait_time_us += Math.round(waitedMs * 1000);
@@ -233,13 +238,15 @@ export class Metrics {
 
   /** A client statement was sent to a node. */
   query(database: string, target: 'primary' | 'replica', reason: string): void {
-    this.child(this.queries, 'q', target, reason).inc();
+    this.child(this.queries, target, reason).inc();
     this.db(database).query_count++;
   }
 
+  private latencyChildren: Record<string, { observe(v: number): void }> = {};
+
   /** A client request was answered (ReadyForQuery) after ms. */
   answered(database: string, target: 'primary' | 'replica', ms: number): void {
-    this.latency.observe({ target }, ms / 1000);
+    (this.latencyChildren[target] ??= this.latency.labels({ target })).observe(ms / 1000);
     this.db(database).query_time_us += Math.round(ms * 1000);
   }
 
