@@ -4,10 +4,10 @@
 // is bounded in size whatever the size of the result.
 
 import { createHash, type Hash } from 'node:crypto';
-import { parseSync } from 'libpg-query';
 import type { Node } from 'libpg-query';
 import { readDataRowBytes, readErrorFields } from '../protocol/messages.js';
 import { loadParser } from '../session/analyze.js';
+import { parseStatements } from '../router/router.js';
 
 export { loadParser };
 
@@ -350,8 +350,6 @@ function unorderedRowDiff(p: ResultSummary, m: ResultSummary, limit: number): Co
 
 // ---------------------------------------------------------------------------------------- ordering
 
-let parserReady = false;
-
 /**
  * True when the text is one statement whose top-level query has an ORDER BY, so that the order of its
  * rows is part of the answer: SELECT, VALUES, a set operation (UNION…) or a WITH query whose main
@@ -361,18 +359,11 @@ let parserReady = false;
  * Synchronous; loadParser() must have resolved.
  */
 export function isOrdered(sql: string): boolean {
-  if (!parserReady) {
-    try {
-      parseSync('SELECT 1');
-    } catch {
-      throw new Error('isOrdered() called before loadParser() resolved');
-    }
-    parserReady = true;
-  }
   let stmts;
   try {
-    stmts = parseSync(sql).stmts ?? [];
-  } catch {
+    stmts = parseStatements(sql);
+  } catch (e) {
+    if (e instanceof Error && e.message.includes('loadParser')) throw e;
     return false;
   }
   if (stmts.length !== 1) return false;

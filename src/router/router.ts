@@ -67,13 +67,13 @@ const PARSE_ERROR: Classified = { target: 'primary', reason: 'parse error', repl
 
 let parserReady = false;
 
-/** The text's statements; throws the parser's SqlError when it does not parse. */
-function parse(sql: string): RawStmt[] {
+/** The text's statements; throws the parser's SqlError when it does not parse (shared with the mirror's isOrdered). */
+export function parseStatements(sql: string): RawStmt[] {
   if (!parserReady) {
     try {
       parseSync('SELECT 1');
     } catch {
-      throw new Error('the router was used before loadParser() resolved');
+      throw new Error('the SQL parser was used before loadParser() resolved');
     }
     parserReady = true;
   }
@@ -170,7 +170,7 @@ export class Router {
     }
     let stmts: RawStmt[];
     try {
-      stmts = parse(prepareText);
+      stmts = parseStatements(prepareText);
     } catch (e) {
       if (!parserReady) throw e;
       stmts = [];
@@ -196,7 +196,7 @@ export class Router {
     }
     let stmts: RawStmt[];
     try {
-      stmts = parse(sql);
+      stmts = parseStatements(sql);
     } catch (e) {
       if (!parserReady) throw e;
       return { d: decision(PARSE_ERROR, hint), literal: true };
@@ -233,7 +233,7 @@ export class Router {
 export function splitStatements(text: string): string[] {
   let stmts: RawStmt[];
   try {
-    stmts = parse(text);
+    stmts = parseStatements(text);
   } catch (e) {
     if (!parserReady) throw e;
     return text

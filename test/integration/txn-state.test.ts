@@ -15,6 +15,7 @@ import { trackParams } from '../harness/checks.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { GatewayEvent } from '../../src/observability/events.js';
 import type { PoolConfig } from '../../src/config/types.js';
+import { seededRandom } from '../harness/random.js';
 
 let cluster: PgCluster;
 const gateways = new Set<Gateway>();
@@ -125,18 +126,6 @@ function track<T>(p: Promise<T>): { p: Promise<T>; done: boolean; value?: T; err
   return s;
 }
 
-/** Mulberry32: a small seeded PRNG, so a failing interleaving can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function pid(c: pg.Client): Promise<number> {
   return (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
 }
@@ -194,7 +183,7 @@ test('50 concurrent clients on 3 server connections each keep their own search_p
 
   // ---- node-postgres clients
   async function pgWorker(i: number): Promise<void> {
-    const rand = rng(seed + i);
+    const rand = seededRandom(seed + i);
     const want = own(i);
     const who = `pg client ${i}`;
     const options: string[] = [];
@@ -315,7 +304,7 @@ test('50 concurrent clients on 3 server connections each keep their own search_p
 
   // ---- postgres.js clients (extended protocol with named prepared statements, sql.parameters)
   async function pjWorker(i: number): Promise<void> {
-    const rand = rng(seed + 1000 + i);
+    const rand = seededRandom(seed + 1000 + i);
     const want = own(i);
     const who = `postgres.js client ${i}`;
     const startup = i % 2 === 0;

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { STRATEGIES, makeBalancer, type Balancer, type Candidate, type StrategyName } from '../../src/balancer/strategy.js';
+import { seededRandom } from '../harness/random.js';
 
 function node(name: string, weight = 1, inUse = 0): Candidate {
   return { name, weight, inUse };
@@ -26,18 +27,6 @@ function counts(names: readonly string[]): Record<string, number> {
 /** Distinct IPv4 addresses, consecutive as a subnet's clients would be: the hard case for a weak hash. */
 function ipv4(i: number): string {
   return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-}
-
-/** mulberry32: a small seeded generator, so random-strategy runs repeat exactly. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One balancer driven through steps in order; each step's picks must come out exactly as listed. */
@@ -205,10 +194,10 @@ test('weighted with a node removed mid-cycle: the rest split by their own weight
 });
 
 test('random with a seeded generator repeats exactly and spreads evenly', () => {
-  const a = picks(makeBalancer('random', { random: seeded(42) }), [r1, r2, r3], 3000);
-  const b = picks(makeBalancer('random', { random: seeded(42) }), [r1, r2, r3], 3000);
+  const a = picks(makeBalancer('random', { random: seededRandom(42) }), [r1, r2, r3], 3000);
+  const b = picks(makeBalancer('random', { random: seededRandom(42) }), [r1, r2, r3], 3000);
   assert.deepEqual(a, b);
-  const other = picks(makeBalancer('random', { random: seeded(7) }), [r1, r2, r3], 3000);
+  const other = picks(makeBalancer('random', { random: seededRandom(7) }), [r1, r2, r3], 3000);
   assert.notDeepEqual(a, other);
   const n = counts(a);
   for (const name of ['r1', 'r2', 'r3']) assert.ok(n[name]! >= 900 && n[name]! <= 1100, `${name}: ${n[name]}`);
