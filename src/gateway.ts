@@ -20,7 +20,8 @@ import { EventBus } from './observability/events.js';
 import { Metrics } from './observability/metrics.js';
 import { startAdmin, AdminError, type AdminServer } from './admin/server.js';
 import type { Config } from './config/types.js';
-import { nodeSchema } from './config/schema.js';
+import { mirrorSchema, nodeSchema } from './config/schema.js';
+import { Mirror } from './mirror/mirror.js';
 import { loadConfigFile, redactConfig } from './config/load.js';
 
 export const VERSION = '0.1.0';
@@ -40,6 +41,8 @@ export interface ReloadResult {
 export class Gateway {
   readonly events: EventBus;
   readonly metrics: Metrics;
+  /** Shadow traffic: copies of client statements run on the mirror target and compared. */
+  readonly mirror: Mirror;
   /** Bytes of clients that have left (live ones are read from their sockets). */
   private readonly closedBytes = { received: 0, sent: 0 };
   readonly log: Logger;
@@ -107,6 +110,14 @@ export class Gateway {
       this.closedBytes.received += e.bytes_in ?? 0;
       this.closedBytes.sent += e.bytes_out ?? 0;
     });
+    this.mirror = new Mirror({
+      config,
+      topology: this.topology,
+      credentials: (user) => this.credentials.serverLogin(user) as ServerCredentials,
+      events: this.events,
+      registry: this.metrics.registry,
+      maxMessageBytes: Math.max(config.listen.max_message_bytes, 1 << 30),
+    });
     const t = config.auth;
     const topology = this.topology;
     this.ctx = {
@@ -133,6 +144,7 @@ export class Gateway {
         stats: () => this.databaseStats(),
       },
       metrics: this.metrics,
+      mirror: this.mirror,
     };
     this.configFile = opts.configFile;
   }
@@ -269,6 +281,10 @@ export class Gateway {
       Object.assign(cur.pool, next.pool);
       applied.push('pool');
     }
+    if (!same(cur.mirror, next.mirror)) {
+      this.mirror.apply(next.mirror);
+      applied.push('mirror');
+    }
     if (cur.log.level !== next.log.level) {
       cur.log.level = next.log.level;
       this.log.level = next.log.level;
@@ -286,6 +302,31 @@ export class Gateway {
     }
     this.events.emit({ type: 'config_reloaded', changed: applied, restart_required: restart });
     return { applied, restart_required: restart };
+  }
+
+  /**
+   * POST /api/v1/mirror: change mirroring at run time (until the next reload or restart): any of enabled,
+   * target, statements, sample_rate, databases, users, pool_size, queue_size, timeout_ms,
+   * max_events_per_second. Checked like the config file's mirror section.
+   */
+  configureMirror(body: unknown) {
+    const problems: { path: string; message: string }[] = [];
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) problems.push({ path: '(body)', message: 'must be a JSON object' });
+    const merged = { ...this.config.mirror, ...(problems.length === 0 ? (body as object) : {}) };
+    const r = mirrorSchema.safeParse(merged);
+    if (!r.success) for (const i of r.error.issues) problems.push({ path: i.path.join('.') || '(body)', message: i.message });
+    if (r.success) {
+      const m = r.data;
+      if (m.statements === 'all' && m.target === 'replicas') problems.push({ path: 'statements', message: "'all' copies writes, which replicas refuse: use 'reads' with target 'replicas', or give the target server's host and port" });
+      const p = this.topology.primary.config;
+      if (m.target !== 'replicas' && m.target.host === p.host && m.target.port === p.port) problems.push({ path: 'target', message: 'is the primary itself: every mirrored statement would run there twice' });
+    }
+    if (problems.length > 0 || !r.success) {
+      throw new AdminError(400, 'invalid_mirror', 'the mirror settings are not valid: ' + problems.map((p) => `${p.path}: ${p.message}`).join('; '), problems);
+    }
+    this.mirror.apply(r.data);
+    this.events.emit({ type: 'config_reloaded', changed: ['mirror (admin API)'], restart_required: [] });
+    return this.mirror.status();
   }
 
   /** POST /api/v1/replicas: { name?, host, port?, weight? }; it takes reads once it passes a probe. */
@@ -345,7 +386,7 @@ export class Gateway {
   snapshot() {
     const clients: Record<string, number> = {};
     for (const s of this.sessions) clients[s.state] = (clients[s.state] ?? 0) + 1;
-    return { nodes: this.nodesView(), pools: this.poolsView(), clients, read_write_split: this.topology.splitting };
+    return { nodes: this.nodesView(), pools: this.poolsView(), clients, read_write_split: this.topology.splitting, mirror: this.mirror.status() };
   }
 
   metricsText(): Promise<string> {
@@ -422,6 +463,7 @@ export class Gateway {
       routing: { split: this.topology.splitting, cache: { ...this.router.stats } },
       events: Object.fromEntries(this.events.counts),
       pins_started_by_reason: Object.fromEntries(this.pinsByReason),
+      mirror: this.mirror.status(),
     };
   }
 
@@ -445,6 +487,7 @@ export class Gateway {
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const s of this.sessions) s.close();
     this.topology.close();
+    this.mirror.close();
     this.hubs.close();
     await this.admin?.close();
     await closed;

@@ -169,6 +169,7 @@ function toConfig(p: ParsedConfig, baseDir: string): Config {
     routing: p.routing,
     balancer: p.balancer,
     monitor: monitorLogin(p),
+    mirror: p.mirror,
     log: p.log,
   };
 }
@@ -284,6 +285,8 @@ function crossFieldChecks(data: Record<string, unknown>, baseDir: string, proble
     });
   }
 
+  mirrorChecks(data, add);
+
   const fileChecks: Seg[][] = [
     ['listen', 'tls', 'cert'],
     ['listen', 'tls', 'key'],
@@ -295,6 +298,21 @@ function crossFieldChecks(data: Record<string, unknown>, baseDir: string, proble
     if (typeof v !== 'string' || v === '') continue;
     const msg = fileProblem(resolve(baseDir, v));
     if (msg) add(path, msg);
+  }
+}
+
+/** A mirror must never take the primary's writes twice, nor send writes to a standby. */
+function mirrorChecks(data: Record<string, unknown>, add: (path: Seg[], message: string) => void): void {
+  const mirror = data.mirror;
+  if (!isPlainObject(mirror)) return;
+  const target = mirror.target ?? 'replicas';
+  if (mirror.statements === 'all' && target === 'replicas') {
+    add(['mirror', 'statements'], "'all' copies writes, which replicas refuse: use 'reads' with target 'replicas', or give the target server's host and port");
+  }
+  if (!isPlainObject(target) || !isPlainObject(data.primary)) return;
+  const port = (v: unknown) => (v === undefined ? 5432 : v);
+  if (target.host === data.primary.host && port(target.port) === port(data.primary.port)) {
+    add(['mirror', 'target'], 'is the primary itself: every mirrored statement would run there twice; give another server, or target: replicas');
   }
 }
 

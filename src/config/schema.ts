@@ -149,6 +149,26 @@ const monitor = z.strictObject({
   interval_ms: ms().min(10).default(100),
 });
 
+/** A mirror server given by address. */
+const mirrorServer = z.strictObject({
+  name: nonEmpty().default('mirror'),
+  host: nonEmpty(),
+  port: port(1).default(5432),
+});
+
+export const mirrorSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  target: z.union([z.literal('replicas'), mirrorServer]).default('replicas'),
+  statements: z.enum(['reads', 'all']).default('reads'),
+  sample_rate: z.number().min(0).max(1).default(1),
+  databases: z.array(nonEmpty()).default([]),
+  users: z.array(nonEmpty()).default([]),
+  pool_size: int().min(1).max(1000).default(4),
+  queue_size: int().min(1).max(1_000_000).default(1000),
+  timeout_ms: ms().min(1).default(10_000),
+  max_events_per_second: int().min(0).default(20),
+});
+
 const log = z.strictObject({
   level: z.enum(LOG_LEVELS).default('info'),
 });
@@ -165,6 +185,7 @@ export const configSchema = z.strictObject({
   routing: routing.prefault({}),
   balancer: balancer.prefault({}),
   monitor: monitor.prefault({}),
+  mirror: mirrorSchema.prefault({}),
   log: log.prefault({}),
 });
 

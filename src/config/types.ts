@@ -136,6 +136,34 @@ export interface MonitorConfig {
   interval_ms: number;
 }
 
+/** Another server to mirror to, given by address (a server of a new PostgreSQL version, another cluster). */
+export interface MirrorServer {
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface MirrorConfig {
+  enabled: boolean;
+  /** replicas: the configured replicas (each copy to one of those up, in turn); or one other server by address. */
+  target: 'replicas' | MirrorServer;
+  /** reads: statements the router finds safe for a replica; all: autocommit writes too (a target that accepts writes). */
+  statements: 'reads' | 'all';
+  /** Share of eligible statements copied, 0 to 1. */
+  sample_rate: number;
+  /** Only these databases / users (empty: all). */
+  databases: string[];
+  users: string[];
+  /** Server connections per (database, user) on each mirror node: the mirror's own cap. */
+  pool_size: number;
+  /** Copies waiting to run; when full, new copies are dropped (and counted). */
+  queue_size: number;
+  /** A copy not answered within this is abandoned and counted as an error. */
+  timeout_ms: number;
+  /** Mismatch events per second at most (further mismatches are counted, not sent). */
+  max_events_per_second: number;
+}
+
 export interface LogConfig {
   level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 }
@@ -151,5 +179,6 @@ export interface Config {
   routing: RoutingConfig;
   balancer: BalancerConfig;
   monitor: MonitorConfig;
+  mirror: MirrorConfig;
   log: LogConfig;
 }

@@ -22,6 +22,7 @@ import type { StatementRegistry } from '../session/state.js';
 import type { PoolMode } from '../config/types.js';
 import type { Topology } from '../balancer/topology.js';
 import type { Router } from '../router/router.js';
+import type { Mirror } from '../mirror/mirror.js';
 import { AdminConsole, isConsoleDatabase } from '../admin/console.js';
 import type { DatabaseTotals, Metrics } from '../observability/metrics.js';
 
@@ -45,6 +46,8 @@ export interface FrontendContext {
   /** What the admin console needs from the gateway beyond this context. */
   admin: AdminHooks;
   metrics: Metrics;
+  /** Shadow traffic (mirror.enabled switches it on and off at run time). */
+  mirror: Mirror;
 }
 
 /** Totals per database since start, for SHOW STATS; server_assignment_count (leases), when given, divides the wait time. */
@@ -439,6 +442,9 @@ export class ClientSession implements ServerSink, RelayHost {
   }
   get router(): Router {
     return this.ctx.router;
+  }
+  get mirror(): Mirror {
+    return this.ctx.mirror;
   }
   get readYourWrites(): boolean {
     return this.ctx.config.routing.consistency === 'read-your-writes';

@@ -25,7 +25,10 @@ import type { DbNode, Topology } from '../balancer/topology.js';
 import type { Metrics } from '../observability/metrics.js';
 import { performance } from 'node:perf_hooks';
 import type { NotifyHubs } from '../session/notify-hub.js';
+import type { Mirror } from '../mirror/mirror.js';
+import { SummaryBuilder } from '../mirror/compare.js';
 import {
+  applySettings,
   ClientState,
   MISSING_STATEMENT,
   PROBE_SQL,
@@ -71,6 +74,26 @@ interface Expected {
   ok?: () => void;
   /** A client request (Query, Sync): when it was sent, for the latency metric. */
   at?: number;
+  /** The request is being copied to the mirror: the server's answer to this message goes into its summary. */
+  cap?: Capture;
+}
+
+/** A client request being copied to the mirror: what to send there, and the summary of the answer the client gets. */
+class Capture {
+  readonly builder: SummaryBuilder;
+  /** The transaction status before the request's ReadyForQuery (set when it arrives). */
+  before = 0x49;
+  /** An extended-protocol group: its Execute was seen (one, fetching every row). */
+  executed = false;
+  readonly parts: Buffer[] = [];
+  constructor(
+    readonly sql: string,
+    readonly d: Decision,
+    readonly statements: readonly { name: string; parse: Buffer }[],
+    readonly at: number,
+  ) {
+    this.builder = new SummaryBuilder({ ordered: d.ordered === true });
+  }
 }
 
 const PLAIN: Record<number, Expected> = {};
@@ -135,6 +158,8 @@ export interface RelayHost {
   /** routing.consistency is read-your-writes. */
   readYourWrites: boolean;
   metrics: Metrics;
+  /** Shadow traffic: copies of the client's statements are offered to it. */
+  mirror: Mirror | undefined;
   /** The client is (true) or is no longer (false) idle inside a transaction: pool.idle_transaction_timeout_ms runs. */
   idleInTransaction(idle: boolean): void;
   /** Send an error (once), log it once, and close the client. */
@@ -345,6 +370,7 @@ export class PooledRelay {
         return this.onParse(msg);
       case T_BIND: {
         const stmt = m.readBindStatement(msg);
+        const wroteBefore = this.wrote;
         const d = this.statementRoute(stmt);
         if (d) {
           if (this.routed(d, msg)) return;
@@ -357,26 +383,42 @@ export class PooledRelay {
         this.host.metrics.query(this.host.database, this.onReplica ? 'replica' : 'primary', d?.reason ?? 'not routed');
         if (this.bindEffects(stmt === '' ? this.unnamedFx : this.state.statements.get(stmt)?.fx, msg)) return;
         const name = this.serverNameFor(stmt);
-        this.out(name === undefined ? msg : m.renameBind(msg, name));
-        return this.expect(PLAIN[T_BIND]!);
+        const bind = name === undefined ? msg : m.renameBind(msg, name);
+        this.out(bind);
+        this.capture = this.host.mirror?.enabled ? this.captureBind(stmt, d, msg, wroteBefore) : undefined;
+        if (this.capture === undefined) return this.expect(PLAIN[T_BIND]!);
+        this.capture.parts.push(Buffer.from(bind));
+        return this.expect({ t: T_BIND, cap: this.capture });
       }
       case T_DESCRIBE: {
         this.atBoundary = false;
         const { kind, name } = m.readTarget(msg);
         const serverName = kind === 0x53 ? this.serverNameFor(name) : undefined;
-        this.out(serverName === undefined ? msg : m.renameTarget(msg, serverName));
-        return this.expect(PLAIN[T_DESCRIBE]!);
+        const describe = serverName === undefined ? msg : m.renameTarget(msg, serverName);
+        this.out(describe);
+        const cap = this.capture;
+        if (cap === undefined) return this.expect(PLAIN[T_DESCRIBE]!);
+        cap.parts.push(Buffer.from(describe));
+        return this.expect({ t: T_DESCRIBE, cap });
       }
       case T_CLOSE:
         this.atBoundary = false;
+        this.capture = undefined;
         return this.onClose(msg);
       case T_EXECUTE: {
         this.atBoundary = false;
         this.out(msg);
+        let cap = this.capture;
+        // Copied: one Execute of the unnamed portal that fetches every row.
+        if (cap !== undefined && (cap.executed || msg[5] !== 0 || msg.readInt32BE(6) !== 0)) cap = this.capture = undefined;
+        if (cap !== undefined) {
+          cap.executed = true;
+          cap.parts.push(Buffer.from(msg));
+        }
         const d = this.portalReplay;
-        if (d === undefined || msg[5] !== 0 /* a named portal */) return this.expect(PLAIN[T_EXECUTE]!);
+        if (d === undefined || msg[5] !== 0 /* a named portal */) return this.expect(cap ? { t: T_EXECUTE, cap } : PLAIN[T_EXECUTE]!);
         this.portalReplay = undefined;
-        return this.expect({ t: T_EXECUTE, ok: () => this.logged(d) });
+        return this.expect({ t: T_EXECUTE, ok: () => this.logged(d), cap });
       }
       case T_SYNC:
         if (this.dropToSync) {
@@ -387,8 +429,17 @@ export class PooledRelay {
         if (this.copyIn) return; // ignored by the server until the copy ends
         this.atBoundary = true;
         this.skipping = false;
+        if (this.capture !== undefined) {
+          const cap = this.capture;
+          this.capture = undefined;
+          if (cap.executed) {
+            cap.parts.push(Buffer.from(msg));
+            return this.expect({ t: T_SYNC, at: performance.now(), cap });
+          }
+        }
         return this.expect({ t: T_SYNC, at: performance.now() });
       case T_FUNCTION_CALL:
+        this.capture = undefined;
         // A fast-path call runs a function the gateway knows nothing about: the primary's business.
         if (this.routed(FUNCTION_CALL, msg)) return;
         this.atBoundary = true;
@@ -486,6 +537,7 @@ export class PooledRelay {
   }
 
   private onParse(msg: Buffer): void {
+    this.capture = undefined; // a copy is of one statement: a group that parses another is not copied
     const boundaryBefore = this.head === this.expected.length && this.atBoundary;
     this.atBoundary = false;
     const p = m.readParse(msg);
@@ -605,7 +657,9 @@ export class PooledRelay {
   }
 
   private onQuery(msg: Buffer): void {
+    this.capture = undefined;
     const sql = m.readQuery(msg);
+    const wroteBefore = this.wrote;
     // Without replicas to split to, only the gateway's own setting needs the router.
     const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.route(sql) : UNROUTED;
     if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
@@ -620,13 +674,14 @@ export class PooledRelay {
       // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
       if (msg !== this.retried) this.retries = 0;
       const read = d.target !== 'primary' && d.hint === undefined && this.routeSetting === 'auto' && d.txn === undefined && d.replay.length === 0;
+      const cap = fx.plain && this.host.mirror?.enabled ? this.captureQuery(sql, d, msg, wroteBefore) : undefined;
       if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
-        this.retryEntry = { t: T_QUERY, at: performance.now() };
+        this.retryEntry = { t: T_QUERY, at: performance.now(), cap };
         if (this.retries === 0) this.host.metrics.query(this.host.database, 'replica', d.reason);
         return this.expect(this.retryEntry);
       }
-      return this.expect(this.queryEntry(d));
+      return this.expect(this.queryEntry(d, cap));
     }
     const refused = this.reservedName(fx);
     if (refused) {
@@ -661,13 +716,14 @@ export class PooledRelay {
   }
 
   /** The entry for a client Query: on a replica, statements that shape the transaction are logged when they succeed. */
-  private queryEntry(d: Decision): Expected {
+  private queryEntry(d: Decision, cap?: Capture): Expected {
     const at = performance.now();
     this.host.metrics.query(this.host.database, this.onReplica ? 'replica' : 'primary', d.reason);
-    if (d.replay.length === 0 || !this.onReplica) return { t: T_QUERY, at };
+    if (d.replay.length === 0 || !this.onReplica) return cap ? { t: T_QUERY, at, cap } : { t: T_QUERY, at };
     return {
       t: T_QUERY,
       at,
+      cap,
       ok: () => this.logged(d),
       // Which of several statements took effect before the error is not known: the transaction can no longer move.
       undo: () => {
@@ -683,6 +739,79 @@ export class PooledRelay {
     if (d.txn === 'begin' && this.state.settings.get('default_transaction_isolation') === 'repeatable read') {
       this.txInexact ??= 'a repeatable-read snapshot';
     }
+  }
+
+  // ------------------------------------------------------------ mirroring
+
+  /** A client request being copied, from its Bind to its Sync. */
+  private capture: Capture | undefined;
+
+  /**
+   * Whether a statement is copied to the mirror: one statement that is not transaction control, a read
+   * (or, with mirror.statements all, a write: kept only if it ran in autocommit, see captured()), not
+   * after a write in the same transaction (the mirror could not see it), selected and sampled.
+   */
+  private mirrorDecision(sql: string, d: Decision | undefined, wroteBefore: boolean): Decision | undefined {
+    const mirror = this.host.mirror!;
+    if (wroteBefore) return undefined;
+    // Without replicas the relay does not route: the mirror still needs to know what the statement does.
+    if (d === undefined || d === UNROUTED) d = this.route(sql);
+    if (d.gateway || d.gatewayError || d.txn !== undefined || d.multi || d.execute !== undefined || d.target === 'any') return undefined;
+    if (d.target === 'primary' && mirror.config.statements !== 'all') return undefined;
+    return mirror.admit(this.host.database, this.host.user, sql) ? d : undefined;
+  }
+
+  private captureQuery(sql: string, d: Decision, msg: Buffer, wroteBefore: boolean): Capture | undefined {
+    const md = this.mirrorDecision(sql, d, wroteBefore);
+    if (md === undefined) return undefined;
+    const cap = new Capture(sql, md, NO_STATEMENTS, performance.now());
+    cap.parts.push(Buffer.from(msg));
+    return cap;
+  }
+
+  /** A Bind of the unnamed portal for a statement the mirror can prepare too: the group it starts may be copied. */
+  private captureBind(stmt: string, d: Decision | undefined, msg: Buffer, wroteBefore: boolean): Capture | undefined {
+    if (msg[5] !== 0 /* a named portal */) return undefined;
+    let parse: Buffer | undefined;
+    let statements = NO_STATEMENTS;
+    if (stmt === '') {
+      if (!this.unnamedParse || this.unnamedFx !== undefined) return undefined;
+      parse = this.unnamedParse;
+    } else {
+      const st = this.state.statements.get(stmt);
+      if (!st || st.fx !== undefined) return undefined;
+      parse = st.parse;
+      statements = [{ name: st.serverName, parse: st.parse }];
+    }
+    const sql = m.readParse(parse).sql;
+    const md = this.mirrorDecision(sql, d, wroteBefore);
+    if (md === undefined) return undefined;
+    const cap = new Capture(sql, md, statements, performance.now());
+    if (stmt === '') cap.parts.push(Buffer.from(parse));
+    return cap;
+  }
+
+  /** The client has its answer to a copied request: hand the copy to the mirror, unless it cannot be compared fairly. */
+  private captured(cap: Capture, after: number): void {
+    const before = cap.before;
+    // A failed transaction answers 25P02 whatever the statement; a write is copied only when it committed on its own.
+    if (before === 0x45 /* E */ || after === 0x45) return;
+    const write = cap.d.target === 'primary';
+    if (write && (before !== 0x49 || after !== 0x49)) return;
+    this.host.mirror!.offer({
+      client: this.host.id,
+      database: this.host.database,
+      user: this.host.user,
+      sql: cap.sql,
+      ordered: cap.d.ordered === true,
+      request: cap.parts.length === 1 ? cap.parts[0]! : Buffer.concat(cap.parts),
+      statements: cap.statements,
+      settings: new Map(this.state.settings),
+      primary: cap.builder.finish(),
+      primaryMs: performance.now() - cap.at,
+      sentAt: cap.at,
+      write,
+    });
   }
 
   // ------------------------------------------------------------ routing
@@ -1134,6 +1263,11 @@ export class PooledRelay {
   /** Decide one server message: PASS (part of a run), KEEP (forward, then check for fakes), DROP. */
   private reply(t: number, buf: Buffer, off: number): number {
     const e = this.expected[this.head];
+    const cap = e?.cap;
+    if (cap !== undefined) {
+      cap.builder.add(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1)));
+      if (t === 0x5a /* Z */) cap.before = this.lastStatus;
+    }
     if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
     // The server is going away (shutdown, terminated backend): the gateway answers for the lost connection.
     // An immediate shutdown announces itself with a WARNING notice (57P01/57P02) before the connection
@@ -1160,6 +1294,7 @@ export class PooledRelay {
         // Z ReadyForQuery
         this.errorSent = false;
         if (e.at !== undefined) this.host.metrics.answered(this.host.database, this.onReplica ? 'replica' : 'primary', performance.now() - e.at);
+        if (cap !== undefined) this.captured(cap, buf[off + 5]!);
         this.pop();
         if (e.ok || e.undo) (buf[off + 5] === 0x45 /* E */ ? e.undo : e.ok)?.();
         if (buf[off + 5] === 0x49 /* I */) this.endTransaction();
@@ -1340,20 +1475,8 @@ export class PooledRelay {
   private fromQueue: Buffer | undefined;
 
   /** Bring the connection's session settings to the client's: only the difference is sent. */
-  async syncSettings(): Promise<void> {
-    const server = this.server!;
-    const ss = this.ss!;
-    const d = settingsDelta(this.state.settings, ss.settings);
-    if (!d) return;
-    ss.unnamedOwner = undefined; // the gateway's own extended query replaces the unnamed statement
-    const todo: Promise<{ error?: PgError }>[] = [];
-    if (d.resets.length) todo.push(server.query(d.resets.map((n) => `RESET ${quoteIdent(n)}`).join('; ')));
-    if (d.sets.length) todo.push(server.queryParams(setConfigSql(d.sets.length), d.sets.flat()));
-    const results = await Promise.all(todo);
-    // Each statement applies all of its part or none of it.
-    if (d.resets.length && !results[0]!.error) for (const n of d.resets) ss.settings.delete(n);
-    if (d.sets.length && !results[results.length - 1]!.error) for (const [k, v] of d.sets) ss.settings.set(k, v);
-    for (const r of results) if (r.error) throw r.error;
+  syncSettings(): Promise<void> {
+    return applySettings(this.server!, this.ss!, this.state.settings);
   }
 
   /** Lease done or the gateway's own work finished: handle what the client sent meanwhile. */
@@ -1637,6 +1760,7 @@ export class PooledRelay {
       return true;
     }
     this.retryMsg = this.retryEntry = undefined;
+    this.capture = undefined;
     const inTxn = this.lastStatus !== 0x49; /* I */
     const status: m.TxStatus = inTxn ? 'E' : 'I';
     // The server's own reason when it gave one (57P01 shutdown, 40001 recovery conflict, ...), else 08006.
@@ -1949,6 +2073,8 @@ const MAX_WAITING_BYTES = 256 * 1024;
 
 /** Only texts with this word can be the gateway's own setting. */
 const GATEWAY_WORD = /switchyard/i;
+
+const NO_STATEMENTS: readonly { name: string; parse: Buffer }[] = Object.freeze([]);
 
 /** A statement not looked at: nothing to split to, and not the gateway's setting. */
 const UNROUTED: Decision = Object.freeze({ target: 'any', reason: 'not routed', replay: Object.freeze([]) });

@@ -4,10 +4,9 @@
 // is bounded in size whatever the size of the result.
 
 import { createHash, type Hash } from 'node:crypto';
-import type { Node } from 'libpg-query';
 import { readDataRowBytes, readErrorFields } from '../protocol/messages.js';
 import { loadParser } from '../session/analyze.js';
-import { parseStatements } from '../router/router.js';
+import { isOrderedStatements, parseStatements } from '../router/router.js';
 
 export { loadParser };
 
@@ -351,12 +350,9 @@ function unorderedRowDiff(p: ResultSummary, m: ResultSummary, limit: number): Co
 // ---------------------------------------------------------------------------------------- ordering
 
 /**
- * True when the text is one statement whose top-level query has an ORDER BY, so that the order of its
- * rows is part of the answer: SELECT, VALUES, a set operation (UNION…) or a WITH query whose main
- * SELECT orders. An ORDER BY inside a subquery or a CTE alone does not order the result; EXPLAIN,
- * DML with RETURNING and anything else are unordered. A text that does not parse, or holds several
- * statements, gives false. Ties under the ORDER BY may still come in either order on the two sides.
- * Synchronous; loadParser() must have resolved.
+ * True when the text is one statement whose top-level query has an ORDER BY (see the router's
+ * isOrderedStatements). Ties under the ORDER BY may still come in either order on the two sides. A text
+ * that does not parse gives false. Synchronous; loadParser() must have resolved.
  */
 export function isOrdered(sql: string): boolean {
   let stmts;
@@ -366,8 +362,5 @@ export function isOrdered(sql: string): boolean {
     if (e instanceof Error && e.message.includes('loadParser')) throw e;
     return false;
   }
-  if (stmts.length !== 1) return false;
-  const stmt: Node | undefined = stmts[0]!.stmt;
-  if (stmt === undefined || !('SelectStmt' in stmt)) return false;
-  return (stmt.SelectStmt.sortClause?.length ?? 0) > 0;
+  return isOrderedStatements(stmts);
 }

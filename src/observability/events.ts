@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { PoolEvent } from '../pool/pool.js';
 import type { NodeEvent } from '../balancer/topology.js';
 import type { NotifyHubEvent } from '../session/notify-hub.js';
+import type { MirrorMismatchEvent } from '../mirror/mirror.js';
 
 export type GatewayEvent =
   | { type: 'client_connected'; client: number; address: string }
@@ -21,11 +22,12 @@ export type GatewayEvent =
   | { type: 'switch_refused'; client: number; node: string; reason: string }
   | { type: 'query_retried'; client: number; node: string; message: string }
   | { type: 'admin_command'; client: number; user: string; command: string }
+  | MirrorMismatchEvent
   | NodeEvent
   | NotifyHubEvent
   | PoolEvent;
 
-const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused', 'replica_banned', 'replica_lagging', 'primary_changed', 'query_retried']);
+const WARN: ReadonlySet<GatewayEvent['type']> = new Set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'node_down', 'switch_refused', 'replica_banned', 'replica_lagging', 'primary_changed', 'query_retried', 'mirror_mismatch']);
 const DEBUG: ReadonlySet<GatewayEvent['type']> = new Set(['client_connected', 'client_disconnected', 'server_opened', 'server_closed']);
 /** One per client transaction: logged only at trace level. */
 const TRACE: ReadonlySet<GatewayEvent['type']> = new Set(['txn_routed']);

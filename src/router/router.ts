@@ -34,6 +34,8 @@ export interface Decision {
   execute?: readonly string[];
   /** A leading hint comment: target is the hint and reason 'hint'. */
   hint?: 'primary' | 'replica';
+  /** One statement whose top-level query has an ORDER BY: the order of its rows is part of the answer (the mirror compares them in order). */
+  ordered?: true;
   /** The gateway's own setting (SET / RESET / SHOW switchyard.route), handled by the gateway and never sent to a server. */
   gateway?: GatewaySetting;
   /** A switchyard.* statement the gateway refuses (mixed with other statements, an invalid value, an unknown name): the message for the user. */
@@ -81,6 +83,19 @@ export function parseStatements(sql: string): RawStmt[] {
   return parseSync(sql).stmts ?? [];
 }
 
+/**
+ * One statement whose top-level query has an ORDER BY, so that the order of its rows is part of the
+ * answer: SELECT, VALUES, a set operation (UNION…) or a WITH query whose main SELECT orders. An ORDER BY
+ * inside a subquery or a CTE alone does not order the result; EXPLAIN, DML with RETURNING and anything
+ * else are unordered, and so are several statements.
+ */
+export function isOrderedStatements(stmts: readonly RawStmt[]): boolean {
+  if (stmts.length !== 1) return false;
+  const stmt = stmts[0]!.stmt;
+  if (stmt === undefined || !('SelectStmt' in stmt)) return false;
+  return (stmt.SelectStmt.sortClause?.length ?? 0) > 0;
+}
+
 function leadingHint(sql: string): 'primary' | 'replica' | undefined {
   const c = sql.charCodeAt(0);
   if (c !== 0x2f && c !== 0x20 && !(c >= 0x09 && c <= 0x0d)) return undefined; // the common case: no regular expression run
@@ -89,7 +104,7 @@ function leadingHint(sql: string): 'primary' | 'replica' | undefined {
 }
 
 /** The frozen decision, with a hint applied. */
-function decision(c: Classified, hint: 'primary' | 'replica' | undefined, extra?: Pick<Decision, 'gateway' | 'gatewayError'>): Decision {
+function decision(c: Classified, hint: 'primary' | 'replica' | undefined, extra?: Pick<Decision, 'gateway' | 'gatewayError' | 'ordered'>): Decision {
   // Fields in the order a reader wants them in logs and JSON; absent ones left out, not undefined.
   const d: Decision = {
     target: hint ?? c.target,
@@ -102,6 +117,7 @@ function decision(c: Classified, hint: 'primary' | 'replica' | undefined, extra?
     ...(c.inexact !== undefined ? { inexact: c.inexact } : {}),
     ...(c.execute.length > 0 ? { execute: Object.freeze(c.execute) } : {}),
     ...(hint !== undefined ? { hint } : {}),
+    ...(extra?.ordered ? { ordered: true as const } : {}),
     ...(extra?.gateway !== undefined ? { gateway: Object.freeze(extra.gateway) } : {}),
     ...(extra?.gatewayError !== undefined ? { gatewayError: extra.gatewayError } : {}),
   };
@@ -205,7 +221,8 @@ export class Router {
     for (const raw of stmts) c.add(raw);
     const result = c.result();
     if (stmts.length > 1) result.multi = true;
-    return { d: decision(result, hint), literal: result.literal || hint !== undefined };
+    const ordered = isOrderedStatements(stmts) ? { ordered: true as const } : undefined;
+    return { d: decision(result, hint, ordered), literal: result.literal || hint !== undefined };
   }
 
   private lookup(key: string): Decision | undefined {

@@ -2,6 +2,7 @@
 
 import type { Decision } from '../router/router.js';
 import type { ServerConnection } from '../backend/server-connection.js';
+import type { PgError } from '../protocol/errors.js';
 import type { PinReason, SessionEffects } from './analyze.js';
 
 /**
@@ -160,6 +161,24 @@ export function settingsDelta(
   for (const [k, v] of client) if (server.get(k) !== v) sets.push([k, v]);
   for (const k of server.keys()) if (!client.has(k)) resets.push(k);
   return resets.length || sets.length ? { resets, sets } : undefined;
+}
+
+/**
+ * Bring a connection's session settings to `want` (a client's), sending only the difference, and record
+ * what took effect in ss. Nothing else may be in flight on the connection.
+ */
+export async function applySettings(server: ServerConnection, ss: ServerState, want: ReadonlyMap<string, string>): Promise<void> {
+  const d = settingsDelta(want, ss.settings);
+  if (!d) return;
+  ss.unnamedOwner = undefined; // the gateway's own extended query replaces the unnamed statement
+  const todo: Promise<{ error?: PgError }>[] = [];
+  if (d.resets.length) todo.push(server.query(d.resets.map((n) => `RESET ${quoteIdent(n)}`).join('; ')));
+  if (d.sets.length) todo.push(server.queryParams(setConfigSql(d.sets.length), d.sets.flat()));
+  const results = await Promise.all(todo);
+  // Each statement applies all of its part or none of it.
+  if (d.resets.length && !results[0]!.error) for (const n of d.resets) ss.settings.delete(n);
+  if (d.sets.length && !results[results.length - 1]!.error) for (const [k, v] of d.sets) ss.settings.set(k, v);
+  for (const r of results) if (r.error) throw r.error;
 }
 
 /** One SELECT that applies many settings with parameters (values are never spliced into SQL). */

@@ -89,6 +89,18 @@ test('minimal file gets every default', () => {
     routing: { read_write_split: true, consistency: 'read-your-writes', replica_safe_functions: [], cache_size: 10_000 },
     balancer: { strategy: 'round-robin', include_primary: 'when_no_replica', ban_ms: 10_000, max_replica_lag_ms: 0, max_replica_lag_bytes: 0 },
     monitor: { database: 'postgres', interval_ms: 100 },
+    mirror: {
+      enabled: false,
+      target: 'replicas',
+      statements: 'reads',
+      sample_rate: 1,
+      databases: [],
+      users: [],
+      pool_size: 4,
+      queue_size: 1000,
+      timeout_ms: 10_000,
+      max_events_per_second: 20,
+    },
     log: { level: 'info' },
   } satisfies Config);
 });

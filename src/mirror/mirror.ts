@@ -1,0 +1,521 @@
+// Shadow traffic: copies of client statements run on a mirror (the replicas, or another server) off the
+// client's path, on the mirror's own pools, and are compared with the answer the client got.
+//
+// The relay builds a MirrorJob when a copied request has been answered (the primary's summary is built
+// from the very bytes the client received) and offers it here. Jobs wait in a bounded queue; when it is
+// full they are dropped and counted: the client never waits for the mirror.
+
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ServerConnection, ServerCredentials } from '../backend/server-connection.js';
+import { PoolManager } from '../pool/pool.js';
+import type { Config, MirrorConfig, NodeConfig } from '../config/types.js';
+import type { DbNode, Topology } from '../balancer/topology.js';
+import { parseLsn } from '../balancer/topology.js';
+import type { EventBus } from '../observability/events.js';
+import { applySettings, quoteIdent, serverState } from '../session/state.js';
+import { compare, SummaryBuilder, type ResultSummary } from './compare.js';
+import { fingerprint, MirrorReport, type Outcome, type ReportRow } from './report.js';
+
+/** One client request to run again on the mirror, with what the client's session had when it ran. */
+export interface MirrorJob {
+  client: number;
+  database: string;
+  user: string;
+  /** The statement's text, for the report's fingerprint and the mismatch event. */
+  sql: string;
+  /** The rows' order is part of the answer (a top-level ORDER BY). */
+  ordered: boolean;
+  /** The request as sent to the mirror: a Query, or an extended-protocol group ending with Sync (statement names as the gateway's registry has them). */
+  request: Buffer;
+  /** Named statements the request uses: made to exist on the mirror connection first (Parse under the same name). */
+  statements: readonly { name: string; parse: Buffer }[];
+  /** The client's session settings when the request ran (name → value). */
+  settings: ReadonlyMap<string, string>;
+  /** The answer the client got. */
+  primary: ResultSummary;
+  primaryMs: number;
+  /** performance.now() when the request was sent to the primary: what a replica must have replayed by then. */
+  sentAt: number;
+  /** The statement writes (mirrored only with statements: all, to a server that is not a replica). */
+  write: boolean;
+}
+
+/** A summary as events carry it: no samples (the differing rows travel separately). */
+export interface SummaryView {
+  ok: boolean;
+  sqlstate?: string;
+  message?: string;
+  tag?: string;
+  rows: number;
+  columns: { name: string; typeOid: number }[];
+}
+
+export interface MirrorMismatchEvent {
+  type: 'mirror_mismatch';
+  client: number;
+  database: string;
+  user: string;
+  /** The mirror node the copy ran on. */
+  node: string;
+  fingerprint: string;
+  /** The statement with its constants replaced, at most 1000 characters. */
+  sql: string;
+  differences: string[];
+  primary: SummaryView;
+  mirror: SummaryView;
+  /** A few rows found on one side only. */
+  rows: { side: 'primary' | 'mirror'; row: string[] }[];
+  primary_ms: number;
+  mirror_ms: number;
+}
+
+export interface MirrorTotals {
+  /** Copies run on the mirror and compared (matched + mismatched + lag + errors). */
+  mirrored: number;
+  matched: number;
+  mismatched: number;
+  lag: number;
+  errors: number;
+  dropped: number;
+}
+
+export interface MirrorStatus {
+  enabled: boolean;
+  /** 'replicas', or the name and address of the mirror server. */
+  target: string;
+  statements: 'reads' | 'all';
+  sample_rate: number;
+  databases: string[];
+  users: string[];
+  queue: { length: number; capacity: number };
+  /** Copies running on the mirror now. */
+  running: number;
+  totals: MirrorTotals;
+}
+
+export interface MirrorReportView extends MirrorStatus {
+  /** One row per statement fingerprint, the most mirrored first. */
+  fingerprints: ReportRow[];
+}
+
+/** The mirror's connections to one server. */
+interface MirrorNode {
+  name: string;
+  pools: PoolManager;
+  /** The replica this is (lag is judged against the primary's WAL position), absent for a server given by address. */
+  replica: DbNode | undefined;
+}
+
+export interface MirrorOptions {
+  config: Config;
+  topology: Topology;
+  credentials: (user: string) => ServerCredentials;
+  events: EventBus;
+  registry: Registry;
+  maxMessageBytes: number;
+}
+
+/** Mismatch events carry at most this much of the statement. */
+const MAX_EVENT_SQL = 1000;
+/** Differing rows in a mismatch event. */
+const EVENT_ROWS = 5;
+
+export class Mirror {
+  private report = new MirrorReport();
+  private readonly totals: MirrorTotals = { mirrored: 0, matched: 0, mismatched: 0, lag: 0, errors: 0, dropped: 0 };
+  private queue: (MirrorJob | undefined)[] = [];
+  private qHead = 0;
+  private running = 0;
+  private readonly nodes = new Map<string, MirrorNode>();
+  private turn = 0;
+  private closed = false;
+  /** Mismatch events sent in the current second, and which second. */
+  private eventWindow = 0;
+  private eventsInWindow = 0;
+  private readonly metrics: {
+    outcomes: Counter<'outcome'>;
+    dropped: Counter<'reason'>;
+    latency: Histogram<'side'>;
+  };
+  /** Labelled children, made once. */
+  private readonly outcome: Record<Outcome, Counter.Internal>;
+  private readonly side: { primary: Histogram.Internal<'side'>; mirror: Histogram.Internal<'side'> };
+
+  constructor(private readonly opts: MirrorOptions) {
+    const registers = [opts.registry];
+    const self = this;
+    this.metrics = {
+      outcomes: new Counter({
+        name: 'switchyard_mirror_statements_total',
+        help: 'Statements copied to the mirror and compared, by outcome (match, mismatch, lag: a replica had not replayed the primary\'s position, error: the copy could not run)',
+        labelNames: ['outcome'],
+        registers,
+      }),
+      dropped: new Counter({
+        name: 'switchyard_mirror_dropped_total',
+        help: 'Copies not run: the mirror queue was full, or no mirror node could take them',
+        labelNames: ['reason'],
+        registers,
+      }),
+      latency: new Histogram({
+        name: 'switchyard_mirror_duration_seconds',
+        help: 'Latency of mirrored statements on the primary (the client\'s answer) and on the mirror (the copy)',
+        labelNames: ['side'],
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    };
+    new Gauge({
+      name: 'switchyard_mirror_queue_length',
+      help: 'Copies waiting for the mirror',
+      registers,
+      collect() {
+        this.set(self.queueLength);
+      },
+    });
+    this.outcome = {
+      match: this.metrics.outcomes.labels({ outcome: 'match' }),
+      mismatch: this.metrics.outcomes.labels({ outcome: 'mismatch' }),
+      lag: this.metrics.outcomes.labels({ outcome: 'lag' }),
+      error: this.metrics.outcomes.labels({ outcome: 'error' }),
+    };
+    this.side = { primary: this.metrics.latency.labels({ side: 'primary' }), mirror: this.metrics.latency.labels({ side: 'mirror' }) };
+  }
+
+  get config(): MirrorConfig {
+    return this.opts.config.mirror;
+  }
+
+  /** Mirroring is on (checked per request before anything else). */
+  get enabled(): boolean {
+    return this.config.enabled;
+  }
+
+  private get queueLength(): number {
+    return this.queue.length - this.qHead;
+  }
+
+  /**
+   * Whether this client request should be copied: mirroring on, the database and user selected, the
+   * sample drawn, and room in the queue (a copy that would be dropped is counted now, before the
+   * gateway spends anything on it).
+   */
+  admit(database: string, user: string, sql: string): boolean {
+    const c = this.config;
+    if (!c.enabled) return false;
+    if (c.databases.length > 0 && !c.databases.includes(database)) return false;
+    if (c.users.length > 0 && !c.users.includes(user)) return false;
+    if (c.sample_rate < 1 && Math.random() >= c.sample_rate) return false;
+    if (this.queueLength >= c.queue_size) {
+      this.drop(sql, 'queue_full');
+      return false;
+    }
+    return true;
+  }
+
+  /** A request was answered to the client: queue its copy (or drop it when the queue is full). */
+  offer(job: MirrorJob): void {
+    if (this.closed || !this.config.enabled) return;
+    if (this.queueLength >= this.config.queue_size) return this.drop(job.sql, 'queue_full');
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private drop(sql: string, reason: 'queue_full' | 'no_target'): void {
+    this.totals.dropped++;
+    this.metrics.dropped.inc({ reason });
+    this.report.dropped(sql);
+  }
+
+  private take(): MirrorJob | undefined {
+    if (this.qHead >= this.queue.length) return undefined;
+    const job = this.queue[this.qHead];
+    this.queue[this.qHead++] = undefined;
+    // Compact now and then so the array does not grow without bound.
+    if (this.qHead >= 1024 && this.qHead * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.qHead);
+      this.qHead = 0;
+    }
+    return job;
+  }
+
+  /** Copies run at most pool_size at a time per mirror server. */
+  private pump(): void {
+    for (;;) {
+      const targets = this.targets();
+      const limit = this.config.pool_size * Math.max(1, targets.length);
+      if (this.running >= limit) return;
+      const job = this.take();
+      if (!job) return;
+      if (targets.length === 0 || (job.write && targets[0]!.replica)) {
+        this.drop(job.sql, 'no_target');
+        continue;
+      }
+      const node = targets[this.turn++ % targets.length]!;
+      this.running++;
+      void this.run(job, node).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  /** The servers copies can go to now: the replicas that are up (in turn), or the configured server. */
+  private targets(): MirrorNode[] {
+    const t = this.config.target;
+    if (t !== 'replicas') return [this.nodeFor(t.name, t, undefined)];
+    const out: MirrorNode[] = [];
+    for (const n of this.opts.topology.replicas) {
+      if (!n.healthy || n.banned || n.draining) continue;
+      out.push(this.nodeFor(n.name, n.config, n));
+    }
+    return out;
+  }
+
+  private nodeFor(name: string, endpoint: NodeConfig | { name: string; host: string; port: number }, replica: DbNode | undefined): MirrorNode {
+    const key = `${name}\0${endpoint.host}\0${endpoint.port}`;
+    let n = this.nodes.get(key);
+    if (n && n.replica !== replica) {
+      n.pools.close();
+      n = undefined;
+    }
+    if (!n) {
+      const c = this.opts.config;
+      n = {
+        name,
+        replica,
+        pools: new PoolManager({
+          node: `mirror:${name}`,
+          endpoint: { name, host: endpoint.host, port: endpoint.port },
+          // The mirror's own cap: pool_size connections per (database, user), no per-database overrides.
+          pool: {
+            ...c.pool,
+            size: this.config.pool_size,
+            max_db_connections: this.config.pool_size * 1000,
+            databases: {},
+            users: {},
+            queue_timeout_ms: this.config.timeout_ms,
+          },
+          tls: c.server_tls,
+          maxMessageBytes: this.opts.maxMessageBytes,
+          credentials: this.opts.credentials,
+        }),
+      };
+      this.nodes.set(key, n);
+    }
+    return n;
+  }
+
+  /** Run one copy on node and compare it with the client's answer. */
+  private async run(job: MirrorJob, node: MirrorNode): Promise<void> {
+    let conn: ServerConnection;
+    try {
+      conn = await node.pools.acquire(job.database, job.user);
+    } catch {
+      return this.record(job, node, 'error');
+    }
+    let reusable = false;
+    try {
+      const ss = serverState(conn);
+      await applySettings(conn, ss, job.settings);
+      const parts: Buffer[] = [];
+      const fresh: string[] = [];
+      for (const st of job.statements) {
+        if (ss.touch(st.name)) continue;
+        parts.push(st.parse);
+        fresh.push(st.name);
+      }
+      parts.push(job.request);
+      const start = performance.now();
+      const summary = await this.exchange(conn, parts.length === 1 ? parts[0]! : Buffer.concat(parts), job.ordered);
+      const mirrorMs = performance.now() - start;
+      // A failed Parse leaves no statement behind; any error may have been it.
+      if (summary.ok) for (const n of fresh) ss.prepared.set(n, true);
+      const cmp = compare(job.primary, summary, EVENT_ROWS);
+      let outcome: Outcome = cmp.verdict;
+      if (outcome === 'mismatch' && node.replica) {
+        const replayed = parseLsn((await conn.query('SELECT pg_catalog.pg_last_wal_replay_lsn()')).rows[0]?.[0] ?? null);
+        if (await this.behind(replayed, job.sentAt)) outcome = 'lag';
+      }
+      await this.trim(conn, ss);
+      reusable = conn.txStatus === 'I';
+      this.record(job, node, outcome, mirrorMs);
+      if (outcome === 'mismatch') this.mismatchEvent(job, node, summary, cmp, mirrorMs);
+    } catch {
+      this.record(job, node, 'error');
+    } finally {
+      node.pools.release(conn, reusable && !conn.closed, 'keep');
+    }
+  }
+
+  /**
+   * Whether a replica that had replayed `replayed` (read right after its copy ran) was behind what the
+   * primary's statement could have seen: the primary's WAL position read by its first check sent after
+   * the statement was. Waits a few check intervals for that sample; without one (no monitor), false.
+   */
+  private async behind(replayed: number, sentAt: number): Promise<boolean> {
+    const topo = this.opts.topology;
+    const interval = this.opts.config.monitor.interval_ms;
+    for (let i = 0; i < 5; i++) {
+      const lsn = topo.lsnAfter(sentAt);
+      if (lsn !== undefined) return replayed < lsn;
+      if (this.opts.config.monitor.user === undefined) return false;
+      await new Promise((r) => setTimeout(r, interval));
+    }
+    return false;
+  }
+
+  /** Keep the mirror connection's statement cache bounded, as the client connections' are. */
+  private async trim(conn: ServerConnection, ss: ReturnType<typeof serverState>): Promise<void> {
+    const max = this.opts.config.pool.prepared_statements_cache_size;
+    while (ss.prepared.size > max) {
+      const victim = ss.prepared.keys().next().value!;
+      ss.prepared.delete(victim);
+      await conn.query(`DEALLOCATE ${quoteIdent(victim)}`);
+    }
+  }
+
+  /** Write the request and summarise the answer up to its ReadyForQuery (or give up after timeout_ms). */
+  private exchange(conn: ServerConnection, bytes: Buffer, ordered: boolean): Promise<ResultSummary> {
+    const builder = new SummaryBuilder({ ordered });
+    return new Promise<ResultSummary>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.destroy(new Error(`the mirror did not answer within mirror.timeout_ms (${this.config.timeout_ms} ms)`));
+      }, this.config.timeout_ms);
+      const done = (err: Error | undefined) => {
+        clearTimeout(timer);
+        conn.detach();
+        if (err) reject(err);
+        else resolve(builder.finish());
+      };
+      const feed = (buf: Buffer): boolean => {
+        let off = 0;
+        while (off < buf.length) {
+          const end = off + 1 + buf.readInt32BE(off + 1);
+          const t = buf[off];
+          if (t === 0x5a /* Z */) return true;
+          builder.add(buf.subarray(off, end));
+          off = end;
+        }
+        return false;
+      };
+      conn.attach({
+        onServerData: (head, run) => {
+          // Nothing else is in flight on this connection: its ReadyForQuery ends the copy.
+          if ((head && feed(head)) || feed(run)) done(undefined);
+          return false;
+        },
+        onServerClose: (err) => done(err ?? new Error('the mirror server closed the connection')),
+      });
+      conn.write(bytes);
+    });
+  }
+
+  private record(job: MirrorJob, node: MirrorNode, outcome: Outcome, mirrorMs?: number): void {
+    void node;
+    this.totals.mirrored++;
+    if (outcome === 'match') this.totals.matched++;
+    else if (outcome === 'mismatch') this.totals.mismatched++;
+    else if (outcome === 'lag') this.totals.lag++;
+    else this.totals.errors++;
+    this.outcome[outcome].inc();
+    this.side.primary.observe(job.primaryMs / 1000);
+    if (mirrorMs !== undefined) this.side.mirror.observe(mirrorMs / 1000);
+    this.report.record(job.sql, outcome, job.primaryMs, mirrorMs);
+  }
+
+  private mismatchEvent(job: MirrorJob, node: MirrorNode, summary: ResultSummary, cmp: ReturnType<typeof compare>, mirrorMs: number): void {
+    const max = this.config.max_events_per_second;
+    const second = Math.floor(performance.now() / 1000);
+    if (second !== this.eventWindow) {
+      this.eventWindow = second;
+      this.eventsInWindow = 0;
+    }
+    if (this.eventsInWindow >= max) return;
+    this.eventsInWindow++;
+    const fp = fingerprint(job.sql);
+    const event: MirrorMismatchEvent = {
+      type: 'mirror_mismatch',
+      client: job.client,
+      database: job.database,
+      user: job.user,
+      node: node.name,
+      fingerprint: fp,
+      sql: fp.length > MAX_EVENT_SQL ? fp.slice(0, MAX_EVENT_SQL - 1) + '…' : fp,
+      differences: cmp.differences,
+      primary: view(job.primary),
+      mirror: view(summary),
+      rows: cmp.rows,
+      primary_ms: round(job.primaryMs),
+      mirror_ms: round(mirrorMs),
+    };
+    this.opts.events.emit(event);
+  }
+
+  status(): MirrorStatus {
+    const c = this.config;
+    return {
+      enabled: c.enabled,
+      target: c.target === 'replicas' ? 'replicas' : `${c.target.name} (${c.target.host}:${c.target.port})`,
+      statements: c.statements,
+      sample_rate: c.sample_rate,
+      databases: [...c.databases],
+      users: [...c.users],
+      queue: { length: this.queueLength, capacity: c.queue_size },
+      running: this.running,
+      totals: { ...this.totals },
+    };
+  }
+
+  /** GET /api/v1/mirror/report: the status and one row per statement fingerprint. */
+  reportView(): MirrorReportView {
+    return { ...this.status(), fingerprints: this.report.rows() };
+  }
+
+  /** Start the report afresh (counts and latencies; the metrics keep counting). */
+  resetReport(): void {
+    this.report = new MirrorReport();
+    for (const k of Object.keys(this.totals) as (keyof MirrorTotals)[]) this.totals[k] = 0;
+  }
+
+  /**
+   * New settings (a reload, the admin API): applied to the next copy. A changed target closes the old
+   * target's connections; turning mirroring off drops what is queued.
+   */
+  apply(next: MirrorConfig): void {
+    const cur = this.opts.config.mirror;
+    const targetChanged = JSON.stringify(cur.target) !== JSON.stringify(next.target) || cur.pool_size !== next.pool_size;
+    this.opts.config.mirror = next;
+    if (targetChanged) this.closeNodes();
+    if (!next.enabled) {
+      this.queue = [];
+      this.qHead = 0;
+    }
+    this.pump();
+  }
+
+  private closeNodes(): void {
+    for (const n of this.nodes.values()) n.pools.close();
+    this.nodes.clear();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.qHead = 0;
+    this.closeNodes();
+  }
+}
+
+function view(s: ResultSummary): SummaryView {
+  const v: SummaryView = { ok: s.ok, rows: s.rows, columns: s.columns };
+  if (s.sqlstate !== undefined) v.sqlstate = s.sqlstate;
+  if (s.message !== undefined) v.message = s.message;
+  if (s.tag !== undefined) v.tag = s.tag;
+  return v;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
