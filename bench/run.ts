@@ -29,13 +29,14 @@ const DATABASE = 'postgres';
 // ---------------------------------------------------------------------------
 
 type Scenario = 'select-only' | 'tpcb-like';
-type Target = 'direct' | 'switchyard' | 'pgbouncer';
+/** mirror: a second switchyard with mirroring on (sample rate 1.0), run in the same rounds. */
+type Target = 'direct' | 'switchyard' | 'mirror' | 'pgbouncer';
 type Protocol = 'simple' | 'extended' | 'prepared';
 type PoolMode = 'session' | 'transaction';
 type Preset = 'txn';
 
 const ALL_SCENARIOS: Scenario[] = ['select-only', 'tpcb-like'];
-const ALL_TARGETS: Target[] = ['direct', 'switchyard', 'pgbouncer'];
+const ALL_TARGETS: Target[] = ['direct', 'switchyard', 'mirror', 'pgbouncer'];
 const PROTOCOLS: readonly Protocol[] = ['simple', 'extended', 'prepared'];
 
 interface Options {
@@ -54,6 +55,8 @@ interface Options {
   noPgbouncer: boolean;
   /** Streaming replicas switchyard splits reads to (direct and PgBouncer use the primary only). */
   replicas: number;
+  /** Also run a switchyard with mirroring on at sample rate 1.0 (target 'mirror'). */
+  mirror: boolean;
 }
 
 /** Values a preset stands for; any flag given explicitly wins. Flag spelling as on the command line. */
@@ -94,6 +97,9 @@ const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- 
   --replicas N     start N streaming replicas and let switchyard split reads to them (direct and
                    PgBouncer stay on the primary); the transactions each node ran are printed
                    (default 0; splitting needs --mode transaction)
+  --mirror         also run a second switchyard with mirroring on at sample rate 1.0 (target
+                   "mirror": to the replicas with --replicas, else copies of the reads go to the
+                   primary itself) and report its TPS against switchyard's and what it mirrored
   --json FILE      also write the results as JSON
   --no-pgbouncer   skip PgBouncer even when it is installed
   -h, --help       this text`;
@@ -145,6 +151,7 @@ function parseOptions(argv: string[]): Options | null {
         json: { type: 'string' },
         'no-pgbouncer': { type: 'boolean' },
         replicas: { type: 'string' },
+        mirror: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -191,6 +198,7 @@ function parseOptions(argv: string[]): Options | null {
     json: values.json,
     noPgbouncer: values['no-pgbouncer'] ?? false,
     replicas: values.replicas === undefined ? 0 : positiveInt('replicas', values.replicas, 0),
+    mirror: values.mirror ?? false,
   };
 }
 
@@ -325,6 +333,8 @@ interface State {
   cluster?: PgCluster;
   gateway?: ChildProcess;
   gatewayExited?: Promise<void>;
+  mirrorGateway?: ChildProcess;
+  mirrorGatewayExited?: Promise<void>;
   pgbouncer?: ChildProcess;
   pgbouncerExited?: Promise<void>;
   watchdog?: ChildProcess;
@@ -351,7 +361,7 @@ function pidFile(): string | undefined {
 }
 
 function ourPids(): number[] {
-  const procs = [state.gateway, state.pgbouncer, ...state.tools];
+  const procs = [state.gateway, state.mirrorGateway, state.pgbouncer, ...state.tools];
   return procs.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
 }
 
@@ -413,6 +423,7 @@ function cleanup(): Promise<void> {
     for (const t of state.tools) t.kill('SIGKILL');
     await Promise.all([
       stopChild(state.gateway, state.gatewayExited, 'SIGTERM'),
+      stopChild(state.mirrorGateway, state.mirrorGatewayExited, 'SIGTERM'),
       // SIGINT = PgBouncer's "safe shutdown" would wait for clients; SIGTERM closes everything now.
       stopChild(state.pgbouncer, state.pgbouncerExited, 'SIGTERM'),
     ]);
@@ -526,7 +537,11 @@ interface GatewayHandle {
 
 const PINO_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 
-async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Options): Promise<GatewayHandle> {
+/** The mirror gateway's admin API, to read what it mirrored. */
+const MIRROR_TOKEN = 'bench-mirror-admin-token';
+
+async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Options, mirrorAdminPort?: number): Promise<GatewayHandle> {
+  const mirrored = mirrorAdminPort !== undefined;
   const script = fileURLToPath(new URL('./gateway-process.js', import.meta.url));
   if (!fs.existsSync(script)) throw new Error(`${script} is missing; build first (npx tsc -p .)`);
   const spec: GatewayProcessSpec = {
@@ -538,9 +553,19 @@ async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Option
       replicas: cluster.replicas.map((r) => ({ name: r.name, host: r.host, port: r.port })),
       // warnings and errors only: a per-connection info log would be extra work PgBouncer is not asked to do
       log: { level: 'warn' },
+      ...(mirrored && {
+        admin: { port: mirrorAdminPort, token: MIRROR_TOKEN },
+        mirror: {
+          enabled: true,
+          sample_rate: 1,
+          target: cluster.replicas.length > 0 ? ('replicas' as const) : { name: 'primary-copy', host: cluster.primary.host, port: cluster.primary.port },
+          // Mismatch events would be logged at warn: there should be none, but a flood would cost the run.
+          max_events_per_second: 5,
+        },
+      }),
     },
   };
-  const logFile = path.join(dir, 'switchyard.log');
+  const logFile = path.join(dir, mirrored ? 'switchyard-mirror.log' : 'switchyard.log');
   const sum: LogSummary = { file: logFile, lines: 0, problems: 0, samples: [] };
   const out = fs.openSync(logFile, 'a'); // left open: closes with this process
   const child = spawn(process.execPath, [script], {
@@ -549,12 +574,18 @@ async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Option
     detached: true, // Ctrl-C reaches only the driver, which stops things in order
     cwd: dir,
   });
-  state.gateway = child;
-  state.gatewayExited = exited(child);
+  const childExited = exited(child);
+  if (mirrored) {
+    state.mirrorGateway = child;
+    state.mirrorGatewayExited = childExited;
+  } else {
+    state.gateway = child;
+    state.gatewayExited = childExited;
+  }
   writePidFile();
   let exitDesc: string | undefined;
-  void state.gatewayExited.then(() => {
-    exitDesc = `switchyard process exited (code ${child.exitCode}, signal ${child.signalCode})`;
+  void childExited.then(() => {
+    exitDesc = `switchyard${mirrored ? ' (mirror)' : ''} process exited (code ${child.exitCode}, signal ${child.signalCode})`;
   });
 
   let resolveReady!: (v: { port: number; pid: number }) => void;
@@ -586,7 +617,7 @@ async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Option
   readline.createInterface({ input: child.stdout! }).on('line', (l) => onLine(l, 'stdout'));
   readline.createInterface({ input: child.stderr! }).on('line', (l) => onLine(l, 'stderr'));
   child.stdin!.on('error', () => {}); // EPIPE if it died
-  void state.gatewayExited.then(() => rejectReady(new Error(`switchyard process exited during startup (code ${child.exitCode}); see ${logFile}`)));
+  void childExited.then(() => rejectReady(new Error(`switchyard process exited during startup (code ${child.exitCode}); see ${logFile}`)));
 
   const timeout = setTimeout(() => rejectReady(new Error('switchyard did not report ready within 20 s')), 20_000);
   try {
@@ -966,7 +997,7 @@ async function main(): Promise<number> {
   // --- PostgreSQL ---
   const t0 = Date.now();
   // direct clients + the idle server connections both proxies keep + pgbench's extra connection, with headroom
-  const maxConnections = Math.max(200, opts.clients + 2 * opts.poolSize + 50);
+  const maxConnections = Math.max(200, opts.clients + (opts.mirror ? 3 : 2) * opts.poolSize + 50);
   log(`\nstarting PostgreSQL 15 (max_connections ${maxConnections}) ...`);
   const cluster = await startCluster({ replicas: opts.replicas, conf: { max_connections: maxConnections } });
   state.cluster = cluster;
@@ -997,6 +1028,16 @@ async function main(): Promise<number> {
   if (state.interrupted) return 130;
   log(`  switchyard on ${HOST}:${gw.port} (pid ${gw.pid})`);
 
+  let mirrorGw: GatewayHandle | undefined;
+  let mirrorAdmin: number | undefined;
+  if (opts.mirror) {
+    mirrorAdmin = await freePort();
+    log(`starting switchyard with mirroring on (sample rate 1.0, to ${cluster.replicas.length > 0 ? 'the replicas' : 'the primary itself'}) ...`);
+    mirrorGw = await startGatewayProcess(cluster, state.dir, opts, mirrorAdmin);
+    if (state.interrupted) return 130;
+    log(`  switchyard+mirror on ${HOST}:${mirrorGw.port} (pid ${mirrorGw.pid})`);
+  }
+
   let bouncer: PgbouncerHandle | undefined;
   if (pgbouncerBin) {
     log(`starting PgBouncer${owner ? ' (as the postgres OS user)' : ''} ...`);
@@ -1017,11 +1058,11 @@ async function main(): Promise<number> {
   }
   const groups: Group[] = opts.protocols.map((protocol) => {
     const skipReason = skipFor.get(protocol);
-    return { protocol, skipReason, targets: ALL_TARGETS.filter((t) => t !== 'pgbouncer' || (bouncer && !skipReason)) };
+    return { protocol, skipReason, targets: ALL_TARGETS.filter((t) => (t !== 'pgbouncer' || (bouncer && !skipReason)) && (t !== 'mirror' || mirrorGw)) };
   });
   const targets: Target[] = ALL_TARGETS.filter((t) => groups.some((g) => g.targets.includes(t)));
-  const portOf: Record<Target, number | undefined> = { direct: cluster.primary.port, switchyard: gw.port, pgbouncer: bouncer?.port };
-  const pidOf: Record<Target, number | undefined> = { direct: undefined, switchyard: gw.pid, pgbouncer: bouncer?.pid };
+  const portOf: Record<Target, number | undefined> = { direct: cluster.primary.port, switchyard: gw.port, mirror: mirrorGw?.port, pgbouncer: bouncer?.port };
+  const pidOf: Record<Target, number | undefined> = { direct: undefined, switchyard: gw.pid, mirror: mirrorGw?.pid, pgbouncer: bouncer?.pid };
 
   // --- sanity: every target answers a query on the pgbench tables ---
   for (const t of targets) {
@@ -1054,7 +1095,7 @@ async function main(): Promise<number> {
       for (const scenario of opts.scenarios) {
         for (const target of order) {
           if (state.interrupted) return 130;
-          for (const h of [gw, bouncer]) {
+          for (const h of [gw, mirrorGw, bouncer]) {
             const why = h?.exitInfo();
             if (why) throw new Error(`${why} before round ${round + 1} -M ${group.protocol} ${scenario}`);
           }
@@ -1076,7 +1117,7 @@ async function main(): Promise<number> {
   interface GroupReport {
     group: Group;
     summary: Summary[];
-    ratios: Record<string, { switchyard_vs_direct: number | null; switchyard_vs_pgbouncer: number | null; pgbouncer_vs_direct: number | null }>;
+    ratios: Record<string, { switchyard_vs_direct: number | null; switchyard_vs_pgbouncer: number | null; pgbouncer_vs_direct: number | null; mirror_vs_switchyard: number | null }>;
   }
   const reports: GroupReport[] = [];
   log(`\nresults: median of ${opts.rounds} round(s); ${cores} cores shared by pgbench, PostgreSQL and the proxy; pool mode ${opts.mode}`);
@@ -1103,30 +1144,42 @@ async function main(): Promise<number> {
     log('');
     // PgBouncer columns unless it is left out of this group by design (not installed: n/a, as before)
     const withBouncer = !group.skipReason;
-    const ratioRows: string[][] = [['scenario', 'switchyard/direct', ...(withBouncer ? ['switchyard/pgbouncer', 'pgbouncer/direct'] : [])]];
+    const withMirror = mirrorGw !== undefined;
+    const ratioRows: string[][] = [['scenario', 'switchyard/direct', ...(withBouncer ? ['switchyard/pgbouncer', 'pgbouncer/direct'] : []), ...(withMirror ? ['mirror on/off'] : [])]];
     const num = (a?: number, c?: number): number | null => (a !== undefined && c !== undefined && c > 0 && !Number.isNaN(a) ? a / c : null);
     const ratios: GroupReport['ratios'] = {};
     for (const sc of opts.scenarios) {
       const d = get(sc, 'direct');
       const g = get(sc, 'switchyard');
       const b = get(sc, 'pgbouncer');
-      ratioRows.push([sc, ratio(g, d), ...(withBouncer ? [ratio(g, b), ratio(b, d)] : [])]);
-      ratios[sc] = { switchyard_vs_direct: num(g, d), switchyard_vs_pgbouncer: num(g, b), pgbouncer_vs_direct: num(b, d) };
+      const mi = get(sc, 'mirror');
+      ratioRows.push([sc, ratio(g, d), ...(withBouncer ? [ratio(g, b), ratio(b, d)] : []), ...(withMirror ? [ratio(mi, g)] : [])]);
+      ratios[sc] = { switchyard_vs_direct: num(g, d), switchyard_vs_pgbouncer: num(g, b), pgbouncer_vs_direct: num(b, d), mirror_vs_switchyard: num(mi, g) };
     }
     log(`TPS ratios (of the medians)${multi ? `, -M ${group.protocol}` : ''}:`);
-    log(table(ratioRows, [false, true, true, true]));
+    log(table(ratioRows, [false, true, true, true, true]));
     reports.push({ group, summary, ratios });
   }
   log('proxy CPU = utime+stime of the proxy process during the pgbench run, in % of one core');
+  let mirrorStatus: unknown;
+  if (mirrorAdmin !== undefined) {
+    // What the mirror did over every run: copies compared, dropped (queue full), and how they compared.
+    const res = await fetch(`http://${HOST}:${mirrorAdmin}/api/v1/mirror`, { headers: { authorization: `Bearer ${MIRROR_TOKEN}` } });
+    mirrorStatus = await res.json();
+    const t = (mirrorStatus as { totals: Record<string, number> }).totals;
+    log(`mirror: ${t.mirrored} copies compared (${t.matched} matched, ${t.mismatched} mismatched, ${t.lag} lag, ${t.errors} errors), ${t.dropped} dropped (queue full)`);
+  }
 
   // --- problems ---
   const problems: string[] = [];
   for (const r of runs) if (!r.ok) problems.push(`round ${r.round} ${multi ? `-M ${r.protocol} ` : ''}${r.scenario} ${r.target}: ${r.problem}`);
   const gwLog = gw.log;
+  const mirrorLog = mirrorGw?.log;
   const bouncerLog = bouncer ? scanLog(bouncer.log.file) : undefined;
   const serverLog = scanLog(cluster.primary.logFile, serverLogStart);
   const logReports: [string, LogSummary | undefined][] = [
     ['switchyard log (warn and above)', gwLog],
+    ['switchyard+mirror log (warn and above)', mirrorLog],
     ['pgbouncer log (WARNING/ERROR)', bouncerLog],
     ['PostgreSQL log (WARNING/ERROR/FATAL)', serverLog],
   ];
@@ -1136,7 +1189,7 @@ async function main(): Promise<number> {
       log(indent(sum.samples.join('\n')));
     }
   }
-  for (const h of [gw, bouncer]) {
+  for (const h of [gw, mirrorGw, bouncer]) {
     const why = h?.exitInfo();
     if (why) problems.push(`${why} during the benchmark`);
   }
@@ -1171,6 +1224,7 @@ async function main(): Promise<number> {
         ratios,
       })),
       runs,
+      mirror: mirrorStatus ?? null,
       logs: Object.fromEntries(logReports.filter(([, s]) => s).map(([n, s]) => [n, { problems: s!.problems, samples: s!.samples }])),
       problems,
     };

@@ -319,7 +319,9 @@ export class Gateway {
       const m = r.data;
       if (m.statements === 'all' && m.target === 'replicas') problems.push({ path: 'statements', message: "'all' copies writes, which replicas refuse: use 'reads' with target 'replicas', or give the target server's host and port" });
       const p = this.topology.primary.config;
-      if (m.target !== 'replicas' && m.target.host === p.host && m.target.port === p.port) problems.push({ path: 'target', message: 'is the primary itself: every mirrored statement would run there twice' });
+      if (m.statements === 'all' && m.target !== 'replicas' && m.target.host === p.host && m.target.port === p.port) {
+        problems.push({ path: 'target', message: "is the primary itself: with statements 'all' every copied write would run there twice" });
+      }
     }
     if (problems.length > 0 || !r.success) {
       throw new AdminError(400, 'invalid_mirror', 'the mirror settings are not valid: ' + problems.map((p) => `${p.path}: ${p.message}`).join('; '), problems);

@@ -309,10 +309,11 @@ function mirrorChecks(data: Record<string, unknown>, add: (path: Seg[], message:
   if (mirror.statements === 'all' && target === 'replicas') {
     add(['mirror', 'statements'], "'all' copies writes, which replicas refuse: use 'reads' with target 'replicas', or give the target server's host and port");
   }
-  if (!isPlainObject(target) || !isPlainObject(data.primary)) return;
+  // Reads may be copied to the primary itself (to measure the cost of mirroring); writes never.
+  if (mirror.statements !== 'all' || !isPlainObject(target) || !isPlainObject(data.primary)) return;
   const port = (v: unknown) => (v === undefined ? 5432 : v);
   if (target.host === data.primary.host && port(target.port) === port(data.primary.port)) {
-    add(['mirror', 'target'], 'is the primary itself: every mirrored statement would run there twice; give another server, or target: replicas');
+    add(['mirror', 'target'], "is the primary itself: with statements 'all' every copied write would run there twice; give another server, or copy only reads");
   }
 }
 

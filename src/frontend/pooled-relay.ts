@@ -370,7 +370,6 @@ export class PooledRelay {
         return this.onParse(msg);
       case T_BIND: {
         const stmt = m.readBindStatement(msg);
-        const wroteBefore = this.wrote;
         const d = this.statementRoute(stmt);
         if (d) {
           if (this.routed(d, msg)) return;
@@ -385,7 +384,9 @@ export class PooledRelay {
         const name = this.serverNameFor(stmt);
         const bind = name === undefined ? msg : m.renameBind(msg, name);
         this.out(bind);
-        this.capture = this.host.mirror?.enabled ? this.captureBind(stmt, d, msg, wroteBefore) : undefined;
+        // One statement per copy: a second Bind before Sync (an implicit transaction of several) is not copied.
+        this.capture = this.host.mirror?.enabled && !this.groupBound ? this.captureBind(stmt, d, msg) : undefined;
+        this.groupBound = true;
         if (this.capture === undefined) return this.expect(PLAIN[T_BIND]!);
         this.capture.parts.push(Buffer.from(bind));
         return this.expect({ t: T_BIND, cap: this.capture });
@@ -429,6 +430,7 @@ export class PooledRelay {
         if (this.copyIn) return; // ignored by the server until the copy ends
         this.atBoundary = true;
         this.skipping = false;
+        this.groupBound = false;
         if (this.capture !== undefined) {
           const cap = this.capture;
           this.capture = undefined;
@@ -659,7 +661,6 @@ export class PooledRelay {
   private onQuery(msg: Buffer): void {
     this.capture = undefined;
     const sql = m.readQuery(msg);
-    const wroteBefore = this.wrote;
     // Without replicas to split to, only the gateway's own setting needs the router.
     const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.route(sql) : UNROUTED;
     if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
@@ -674,7 +675,7 @@ export class PooledRelay {
       // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
       if (msg !== this.retried) this.retries = 0;
       const read = d.target !== 'primary' && d.hint === undefined && this.routeSetting === 'auto' && d.txn === undefined && d.replay.length === 0;
-      const cap = fx.plain && this.host.mirror?.enabled ? this.captureQuery(sql, d, msg, wroteBefore) : undefined;
+      const cap = fx.plain && this.host.mirror?.enabled ? this.captureQuery(sql, d, msg) : undefined;
       if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
         this.retryEntry = { t: T_QUERY, at: performance.now(), cap };
@@ -745,24 +746,32 @@ export class PooledRelay {
 
   /** A client request being copied, from its Bind to its Sync. */
   private capture: Capture | undefined;
+  /** A Bind was sent since the last Sync. */
+  private groupBound = false;
+  /** A write was sent in the transaction in progress (or an autocommit one not yet answered): reads after it are not copied. */
+  private mirrorWrote = false;
 
   /**
    * Whether a statement is copied to the mirror: one statement that is not transaction control, a read
    * (or, with mirror.statements all, a write: kept only if it ran in autocommit, see captured()), not
-   * after a write in the same transaction (the mirror could not see it), selected and sampled.
+   * after a write in the same transaction and not in a pinned session (the mirror could not see what
+   * they left), selected and sampled.
    */
-  private mirrorDecision(sql: string, d: Decision | undefined, wroteBefore: boolean): Decision | undefined {
+  private mirrorDecision(sql: string, d: Decision | undefined): Decision | undefined {
     const mirror = this.host.mirror!;
-    if (wroteBefore) return undefined;
     // Without replicas the relay does not route: the mirror still needs to know what the statement does.
     if (d === undefined || d === UNROUTED) d = this.route(sql);
+    const wroteBefore = this.mirrorWrote;
+    if (d.target === 'primary') this.mirrorWrote = true;
+    // A pinned session has state only its connection holds (a temporary table, ...): the mirror could not see it.
+    if (wroteBefore || this.state.pins.length > 0) return undefined;
     if (d.gateway || d.gatewayError || d.txn !== undefined || d.multi || d.execute !== undefined || d.target === 'any') return undefined;
     if (d.target === 'primary' && mirror.config.statements !== 'all') return undefined;
     return mirror.admit(this.host.database, this.host.user, sql) ? d : undefined;
   }
 
-  private captureQuery(sql: string, d: Decision, msg: Buffer, wroteBefore: boolean): Capture | undefined {
-    const md = this.mirrorDecision(sql, d, wroteBefore);
+  private captureQuery(sql: string, d: Decision, msg: Buffer): Capture | undefined {
+    const md = this.mirrorDecision(sql, d);
     if (md === undefined) return undefined;
     const cap = new Capture(sql, md, NO_STATEMENTS, performance.now());
     cap.parts.push(Buffer.from(msg));
@@ -770,7 +779,7 @@ export class PooledRelay {
   }
 
   /** A Bind of the unnamed portal for a statement the mirror can prepare too: the group it starts may be copied. */
-  private captureBind(stmt: string, d: Decision | undefined, msg: Buffer, wroteBefore: boolean): Capture | undefined {
+  private captureBind(stmt: string, d: Decision | undefined, msg: Buffer): Capture | undefined {
     if (msg[5] !== 0 /* a named portal */) return undefined;
     let parse: Buffer | undefined;
     let statements = NO_STATEMENTS;
@@ -784,7 +793,7 @@ export class PooledRelay {
       statements = [{ name: st.serverName, parse: st.parse }];
     }
     const sql = m.readParse(parse).sql;
-    const md = this.mirrorDecision(sql, d, wroteBefore);
+    const md = this.mirrorDecision(sql, d);
     if (md === undefined) return undefined;
     const cap = new Capture(sql, md, statements, performance.now());
     if (stmt === '') cap.parts.push(Buffer.from(parse));
@@ -1332,6 +1341,7 @@ export class PooledRelay {
 
   /** The client's transaction ended: nothing of it is left to move. */
   private endTransaction(): void {
+    this.mirrorWrote = false;
     if (this.txLog.length > 0) this.txLog = [];
     this.txInexact = undefined;
     this.txStays = false;

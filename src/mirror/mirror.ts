@@ -270,6 +270,15 @@ export class Mirror {
       if (!n.healthy || n.banned || n.draining) continue;
       out.push(this.nodeFor(n.name, n.config, n));
     }
+    // A replica that left (removed, promoted) keeps no mirror connections.
+    if (this.nodes.size > out.length) {
+      for (const [key, m] of this.nodes) {
+        if (m.replica && (m.replica.removed || m.replica.role !== 'replica')) {
+          m.pools.close();
+          this.nodes.delete(key);
+        }
+      }
+    }
     return out;
   }
 
