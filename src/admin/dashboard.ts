@@ -1,6 +1,7 @@
 // The dashboard page served at the admin port's "/": one self-contained HTML document (inline CSS and
 // script, plain DOM, no request leaves the gateway) that fills itself from GET /api/v1/status and then
-// follows the live event stream: nodes, pool usage, the read/write split and an event log.
+// follows the live event stream: nodes, pool usage, the read/write split, the mirror (shadow traffic)
+// and an event log.
 //
 // How it talks to the API
 //   * The page itself is served without auth; its data is not. The token comes from the URL fragment
@@ -14,7 +15,12 @@
 //
 // Stable hooks for tests and scripts: #conn[data-state], #nodes tr[data-node] with
 // td[data-field=role|state|lag], #split [data-split-node] (a number, transactions/s),
-// #pools tr[data-pool], #clients, #events li[data-type], #event-filter, #auth.
+// #pools tr[data-pool], #clients, #mirror[data-enabled] with [data-mirror-field=mirrored|matched|
+// mismatched|lag|errors|dropped|queue], #mirror-mismatches tr[data-fingerprint] with
+// td[data-field=statement|differences|node|primary_ms|mirror_ms], #events li[data-type], #event-filter, #auth.
+//
+// The mirror's totals come with every snapshot; its mismatches are the stream's mirror_mismatch events
+// (the page takes every event type but txn_routed), so the list holds those since the page opened.
 //
 // Written with String.raw so the script's backslashes reach the browser as written; the page must not
 // contain a backtick or a dollar sign followed by an opening brace.
@@ -88,6 +94,16 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
   #clients { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 12px; }
   #clients .chip { border: 1px solid var(--line); border-radius: 999px; padding: 2px 10px; font-size: 12.5px; }
   #clients .chip b { font-variant-numeric: tabular-nums; margin-left: 4px; }
+  .totals { display: flex; gap: 22px; flex-wrap: wrap; margin-bottom: 10px; }
+  .totals div { display: flex; flex-direction: column; }
+  .totals b { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
+  .totals span { color: var(--muted); font-size: 12px; }
+  #mirror[data-enabled="false"] .totals b { color: var(--muted); }
+  #mirror .totals b.bad { color: var(--bad); }
+  #mirror .totals b.warn { color: var(--warn); }
+  #mirror-mismatches td { vertical-align: top; }
+  #mirror-mismatches .sql { max-width: 520px; overflow-wrap: anywhere; }
+  #mirror-mismatches ul { margin: 2px 0 0; padding-left: 16px; }
   .log-tools { display: flex; gap: 8px; align-items: center; }
   select, button, input { font: inherit; color: var(--text); background: #0b1015; border: 1px solid var(--line); border-radius: 4px; padding: 3px 8px; }
   button { cursor: pointer; }
@@ -170,6 +186,25 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     <div id="clients" aria-label="clients by state"></div>
   </section>
 
+  <section class="wide" id="mirror" data-enabled="false" aria-labelledby="mirror-title">
+    <h2 id="mirror-title">Mirror <span class="aside small muted" id="mirror-state">–</span></h2>
+    <div class="totals">
+      <div><b data-mirror-field="mirrored">–</b><span>mirrored</span></div>
+      <div><b data-mirror-field="matched">–</b><span>matched</span></div>
+      <div><b data-mirror-field="mismatched">–</b><span>mismatched</span></div>
+      <div><b data-mirror-field="lag" title="a replica had not replayed the primary's position yet">–</b><span>lag</span></div>
+      <div><b data-mirror-field="errors" title="the copy could not run on the mirror">–</b><span>errors</span></div>
+      <div><b data-mirror-field="dropped" title="copies not run: the queue was full or no mirror node could take them">–</b><span>dropped</span></div>
+      <div><b data-mirror-field="queue" title="copies waiting / queue size">–</b><span>queue</span></div>
+    </div>
+    <div class="scroll"><table id="mirror-mismatches" aria-label="recent mirror mismatches, newest first">
+      <thead><tr>
+        <th>Time</th><th>Statement</th><th>Differences</th><th>Node</th><th class="num">Primary</th><th class="num">Mirror</th>
+      </tr></thead>
+      <tbody><tr class="empty"><td colspan="6">no mismatches since the page opened</td></tr></tbody>
+    </table></div>
+  </section>
+
   <section class="wide" aria-labelledby="events-title">
     <h2 id="events-title">Events
       <span class="aside log-tools">
@@ -191,13 +226,14 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
 
   var TOKEN_KEY = 'switchyard.admin_token';
   var MAX_EVENTS = 200;
+  var MAX_MISMATCHES = 20;
   var HISTORY = 60;
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 10000;
   // Snapshots arrive every second; this much silence means the connection is dead without a close.
   var STALE_MS = 5000;
   var REPLICA_COLORS = ['#4aa3ff', '#36c2b4', '#8f7cff', '#5fd47a', '#ff7ab6', '#c9d34a', '#6fd0f0', '#b0a0ff'];
-  var WARN = set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'switch_refused', 'replica_lagging', 'query_retried', 'replica_draining']);
+  var WARN = set(['client_auth_failed', 'client_error', 'server_lost', 'pool_exhausted', 'listener_lost', 'switch_refused', 'replica_lagging', 'query_retried', 'replica_draining', 'mirror_mismatch']);
   var BAD = set(['node_down', 'replica_banned', 'primary_changed', 'role_changed']);
   var META = set(['stream_started', 'stream_lost']);
 
@@ -369,6 +405,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
       applySnapshot(m);
     } else if (typeof m.type === 'string') {
       logEvent(m);
+      if (m.type === 'mirror_mismatch') addMismatch(m);
     }
   }
 
@@ -386,6 +423,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
       renderClients(byState);
     }
     if (s.routing) renderSplitMode(s.routing.split);
+    renderMirror(s.mirror);
   }
 
   function applySnapshot(m) {
@@ -395,6 +433,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     renderPools(Array.isArray(m.pools) ? m.pools : []);
     renderClients(m.clients || {});
     renderSplitMode(m.read_write_split);
+    renderMirror(m.mirror);
 
     var leases = {};
     nodes.forEach(function (n) { leases[n.name] = n.leases || 0; });
@@ -661,6 +700,51 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
       chip.appendChild(el('b', null, byState[s]));
       box.appendChild(chip);
     });
+  }
+
+  // ---------------------------------------------------------------- mirror
+
+  function renderMirror(s) {
+    if (!s || !s.totals) return;
+    var box = $('mirror');
+    box.setAttribute('data-enabled', String(!!s.enabled));
+    $('mirror-state').textContent = s.enabled ? 'on · ' + s.statements + ' → ' + s.target + ' · sample rate ' + s.sample_rate : 'off';
+    var t = s.totals;
+    var values = { mirrored: t.mirrored, matched: t.matched, mismatched: t.mismatched, lag: t.lag, errors: t.errors, dropped: t.dropped };
+    values.queue = s.queue ? s.queue.length + '/' + s.queue.capacity : '–';
+    Object.keys(values).forEach(function (k) {
+      var b = box.querySelector('[data-mirror-field="' + k + '"]');
+      if (!b) return;
+      b.textContent = String(values[k]);
+      b.className = k === 'mismatched' && t.mismatched > 0 ? 'bad' : (k === 'errors' || k === 'dropped' || k === 'lag') && t[k] > 0 ? 'warn' : '';
+    });
+  }
+
+  function addMismatch(e) {
+    var body = $('mirror-mismatches').tBodies[0];
+    var placeholder = body.querySelector('tr.empty');
+    if (placeholder) body.removeChild(placeholder);
+    var tr = el('tr');
+    tr.setAttribute('data-fingerprint', e.fingerprint || '');
+    tr.appendChild(field('time', clock(e.at ? new Date(e.at) : new Date()), 'mono small muted nowrap'));
+    var stmt = field('statement', e.sql, 'mono small sql');
+    stmt.title = (e.database ? e.user + '@' + e.database + ', client ' + e.client + '\n' : '') + (e.sql || '');
+    tr.appendChild(stmt);
+    var diff = field('differences', null, 'small');
+    diff.appendChild(el('div', null, (e.differences || []).join('; ')));
+    // A few of the rows found on one side only, so the difference can be seen without the API.
+    var rows = Array.isArray(e.rows) ? e.rows.slice(0, 3) : [];
+    if (rows.length > 0) {
+      var ul = el('ul', 'mono muted');
+      rows.forEach(function (r) { ul.appendChild(el('li', null, r.side + ': ' + (Array.isArray(r.row) ? r.row.join(', ') : JSON.stringify(r.row)))); });
+      diff.appendChild(ul);
+    }
+    tr.appendChild(diff);
+    tr.appendChild(field('node', e.node));
+    tr.appendChild(field('primary_ms', typeof e.primary_ms === 'number' ? e.primary_ms.toFixed(2) + ' ms' : '–', 'num mono nowrap'));
+    tr.appendChild(field('mirror_ms', typeof e.mirror_ms === 'number' ? e.mirror_ms.toFixed(2) + ' ms' : '–', 'num mono nowrap'));
+    body.insertBefore(tr, body.firstChild);
+    while (body.children.length > MAX_MISMATCHES) body.removeChild(body.lastChild);
   }
 
   // ---------------------------------------------------------------- events

@@ -4,7 +4,7 @@ const errorBody = {
   type: 'object',
   required: ['error', 'message'],
   properties: {
-    error: { type: 'string', description: 'A stable code: unauthorized, forbidden, bad_request, invalid_replica, invalid_config, exists, not_found, is_primary, no_config_file, internal' },
+    error: { type: 'string', description: 'A stable code: unauthorized, forbidden, bad_request, invalid_replica, invalid_config, invalid_mirror, exists, not_found, is_primary, no_config_file, internal' },
     message: { type: 'string', description: 'What went wrong and what to do' },
     problems: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
   },
@@ -18,6 +18,69 @@ function op(summary: string, responses: Record<string, unknown>, extra: Record<s
   return { summary, ...extra, ...(open ? { responses } : { security: secured.security, responses: { ...responses, ...secured.responses } }) };
 }
 
+const percentiles = { type: 'object', properties: { p50: { type: ['number', 'null'] }, p95: { type: ['number', 'null'] }, p99: { type: ['number', 'null'] } } };
+
+const mirrorStatus = {
+  type: 'object',
+  description: 'Shadow traffic: the settings in effect and the totals since the start or the last reset of the report',
+  properties: {
+    enabled: { type: 'boolean' },
+    target: { type: 'string', description: '"replicas", or "<name> (<host>:<port>)"' },
+    statements: { enum: ['reads', 'all'] },
+    sample_rate: { type: 'number' },
+    databases: { type: 'array', items: { type: 'string' } },
+    users: { type: 'array', items: { type: 'string' } },
+    queue: { type: 'object', properties: { length: { type: 'integer' }, capacity: { type: 'integer' } } },
+    running: { type: 'integer', description: 'copies running on the mirror now' },
+    totals: {
+      type: 'object',
+      description: 'mirrored = matched + mismatched + lag + errors; lag: a replica had not replayed the primary position yet; errors: the copy could not run; dropped: copies not run (queue full, no target)',
+      properties: Object.fromEntries(['mirrored', 'matched', 'mismatched', 'lag', 'errors', 'dropped'].map((k) => [k, { type: 'integer' }])),
+    },
+  },
+};
+
+const mirrorReport = {
+  allOf: [
+    { $ref: '#/components/schemas/MirrorStatus' },
+    {
+      type: 'object',
+      properties: {
+        fingerprints: {
+          type: 'array',
+          description: 'One row per statement fingerprint (constants replaced), the most mirrored first',
+          items: {
+            type: 'object',
+            properties: {
+              fingerprint: { type: 'string' },
+              ...Object.fromEntries(['mirrored', 'matched', 'mismatched', 'lag', 'errors', 'dropped'].map((k) => [k, { type: 'integer' }])),
+              primary_ms: { ...percentiles, description: 'latency of the client request on its own route, ms' },
+              mirror_ms: { ...percentiles, description: 'latency of the copy on the mirror, ms' },
+            },
+          },
+        },
+      },
+    },
+  ],
+};
+
+const mirrorSettings = {
+  type: 'object',
+  description: 'Any fields of the mirror config section; the rest keep their values. In effect until the next reload or restart.',
+  properties: {
+    enabled: { type: 'boolean' },
+    target: { oneOf: [{ const: 'replicas' }, { type: 'object', required: ['host'], properties: { name: { type: 'string' }, host: { type: 'string' }, port: { type: 'integer' } } }] },
+    statements: { enum: ['reads', 'all'] },
+    sample_rate: { type: 'number', minimum: 0, maximum: 1 },
+    databases: { type: 'array', items: { type: 'string' } },
+    users: { type: 'array', items: { type: 'string' } },
+    pool_size: { type: 'integer' },
+    queue_size: { type: 'integer' },
+    timeout_ms: { type: 'integer' },
+    max_events_per_second: { type: 'integer' },
+  },
+};
+
 export function openApiDocument(): unknown {
   const node = { type: 'object', description: 'A node: name, host, port, weight, role, state, healthy, lag, connections, ...' };
   return {
@@ -29,7 +92,7 @@ export function openApiDocument(): unknown {
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: { Error: errorBody, Node: node },
+      schemas: { Error: errorBody, Node: node, MirrorStatus: mirrorStatus, MirrorReport: mirrorReport },
     },
     paths: {
       '/': { get: op('The dashboard page (its data comes from the API and the event stream, with the token)', { 200: { description: 'HTML' } }, {}, true) },
@@ -63,6 +126,28 @@ export function openApiDocument(): unknown {
         ),
       },
       '/api/v1/reload': { post: op('Read the config file again and apply it', { 200: json('{ applied, restart_required }'), 400: err('the file has problems; nothing changed'), 409: err('started without a config file') }) },
+      '/api/v1/mirror': {
+        get: op('Shadow traffic: the mirror settings in effect and the totals', { 200: json('mirror status', { $ref: '#/components/schemas/MirrorStatus' }) }),
+        post: op(
+          'Change mirroring at run time (on, off, target, sample rate, filters, ...), checked like the config file',
+          { 200: json('the mirror status after the change', { $ref: '#/components/schemas/MirrorStatus' }), 400: err('invalid settings (every problem listed); nothing changed') },
+          { requestBody: { required: true, content: { 'application/json': { schema: mirrorSettings } } } },
+        ),
+      },
+      '/api/v1/mirror/report': {
+        get: op(
+          'Per statement fingerprint: outcome counts and p50/p95/p99 latency on the primary and on the mirror',
+          {
+            200: {
+              description: 'the report (format=text: a line of totals, then the table switchyard mirror report prints)',
+              content: { 'application/json': { schema: { $ref: '#/components/schemas/MirrorReport' } }, 'text/plain': { schema: { type: 'string' } } },
+            },
+            400: err('bad query parameter'),
+          },
+          { parameters: [{ name: 'format', in: 'query', schema: { enum: ['json', 'text'], default: 'json' } }] },
+        ),
+        delete: op('Start the report afresh: counts, latencies and totals (the Prometheus counters keep counting)', { 200: json('the report, now empty', { $ref: '#/components/schemas/MirrorReport' }) }),
+      },
       '/api/v1/openapi.json': { get: op('This document', { 200: json('OpenAPI 3.1') }) },
       '/api/v1/events/stream': {
         get: op(

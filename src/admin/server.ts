@@ -1,12 +1,14 @@
 // The admin HTTP listener: health endpoints, Prometheus metrics, the REST API (status, nodes, pools,
-// clients, topology, config, reload, replicas), the live event stream over WebSocket, an OpenAPI
-// document, and the dashboard page.
+// clients, topology, config, reload, replicas, mirror), the live event stream over WebSocket, an
+// OpenAPI document, and the dashboard page.
 
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { AdminConfig } from '../config/types.js';
 import type { GatewayEvent } from '../observability/events.js';
+import type { MirrorReportView, MirrorStatus } from '../mirror/mirror.js';
+import { formatReport } from '../mirror/report.js';
 import { openApiDocument } from './openapi.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 
@@ -25,6 +27,10 @@ export interface AdminSource {
   removeReplica(name: string, drain: boolean): Promise<void>;
   /** Re-read the config file and apply it; throws AdminError. */
   reloadFromFile(): unknown;
+  /** Shadow traffic: its settings and totals, and the per-fingerprint report. */
+  mirror: { status(): MirrorStatus; reportView(): MirrorReportView; resetReport(): void };
+  /** Change mirroring at run time (a validated partial mirror section); throws AdminError. */
+  configureMirror(body: unknown): unknown;
   metricsText(): Promise<string>;
   metricsContentType: string;
   /** Numbers for the live stream's periodic snapshot (nodes, pools, clients). */
@@ -150,6 +156,20 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
     return reply.code(202).send({ name: req.params.name, state: drain ? 'draining' : 'removing' });
   });
   app.post('/api/v1/reload', async () => source.reloadFromFile());
+  app.get('/api/v1/mirror', async () => source.mirror.status());
+  app.post('/api/v1/mirror', async (req) => source.configureMirror(req.body ?? {}));
+  app.get<{ Querystring: { format?: string } }>('/api/v1/mirror/report', async (req, reply) => {
+    const format = req.query.format ?? 'json';
+    if (format !== 'json' && format !== 'text') throw new AdminError(400, 'bad_request', `query parameter format must be json or text, got "${format}"`);
+    const view = source.mirror.reportView();
+    if (format === 'json') return view;
+    return reply.type('text/plain; charset=utf-8').send(mirrorSummary(view) + '\n\n' + formatReport(view.fingerprints));
+  });
+  // Answered with the report as it is now (empty), as the other changes answer with the state they leave.
+  app.delete('/api/v1/mirror/report', async () => {
+    source.mirror.resetReport();
+    return source.mirror.reportView();
+  });
   app.get('/api/v1/openapi.json', async () => openApiDocument());
 
   void app.register(websocket);
@@ -208,6 +228,16 @@ export function buildAdmin(source: AdminSource, cfg: AdminConfig): FastifyInstan
 /** The routes registered on an app built by buildAdmin (for checking the OpenAPI document against them). */
 export function registeredRoutes(app: FastifyInstance): { method: string; url: string }[] {
   return (app as FastifyInstance & { switchyardRoutes?: { method: string; url: string }[] }).switchyardRoutes ?? [];
+}
+
+/** The text report's first line: the settings and the totals, which the per-fingerprint rows add up to. */
+function mirrorSummary(s: MirrorStatus): string {
+  const t = s.totals;
+  const how = s.enabled ? `on, ${s.statements} to ${s.target}, sample rate ${s.sample_rate}` : 'off';
+  return (
+    `mirror ${how}: ${t.mirrored} mirrored, ${t.matched} matched, ${t.mismatched} mismatched, ${t.lag} lag, ${t.errors} errors, ` +
+    `${t.dropped} dropped; queue ${s.queue.length}/${s.queue.capacity}, ${s.running} running`
+  );
 }
 
 function flag(v: string | undefined, dflt: boolean, name: string): boolean {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The switchyard command: start a gateway, check a config file, or run the local sandbox.
+// The switchyard command: start a gateway, check a config file, talk to a running gateway (reload, mirror),
+// route statements offline, or run the local sandbox.
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,6 +16,15 @@ Usage:
   switchyard check-config -c FILE   validate FILE; prints every problem with its path, exits 1 on any
   switchyard reload -c FILE         make the gateway started with FILE read it again (through its admin API;
                                     the same as sending it SIGHUP); prints what was applied
+  switchyard mirror report -c FILE [--json]
+                                    print the running gateway's mirror report (through its admin API, as
+                                    reload finds it): a line of totals, then per statement fingerprint the
+                                    outcome counts and p50/p95/p99 ms on the primary and on the mirror
+      --json            the report as JSON (GET /api/v1/mirror/report) instead of a table
+  switchyard mirror on|off -c FILE [--rate R]
+                                    switch mirroring on or off at run time (until the next reload or restart);
+                                    prints the mirror status
+      --rate R          also set the sample rate, a share of eligible statements from 0 to 1
   switchyard route [-c FILE] [--file F] ["SQL" ...]
                                     print where each statement would be routed, one JSON object a line
       -c FILE           take routing.replica_safe_functions from the config in FILE
@@ -74,25 +84,60 @@ async function start(args: string[]): Promise<void> {
   });
 }
 
-/** Ask a running gateway (found through the admin section of FILE) to read its config file again. */
-async function reload(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  const file = configPath(values);
+/**
+ * Call the admin API of the gateway whose config is FILE: its address and token come from FILE's admin
+ * section. Fails (exit 1) when there is no admin API, it cannot be reached, or it answers an error.
+ */
+async function callAdmin(command: string, file: string, apiPath: string, init: { method?: string; body?: unknown; noAdmin?: string } = {}): Promise<string> {
   const r = loadConfigFile(file);
   if (!r.ok) fail(formatProblems(r.problems, file), 1);
   const a = r.config.admin;
-  if (a.port === 0) fail(`switchyard reload: admin.port is 0 in ${file}, so the gateway has no admin API to ask; send it SIGHUP instead`, 1);
+  if (a.port === 0) fail(`switchyard ${command}: admin.port is 0 in ${file}, so the gateway has no admin API to ask${init.noAdmin ? `; ${init.noAdmin}` : ''}`, 1);
   const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${a.port}/api/v1/reload`;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${a.port}${apiPath}`;
+  const headers: Record<string, string> = a.token ? { authorization: `Bearer ${a.token}` } : {};
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: a.token ? { authorization: `Bearer ${a.token}` } : {} });
+    res = await fetch(url, { method: init.method ?? 'GET', headers, ...(init.body !== undefined && { body: JSON.stringify(init.body) }) });
   } catch (e) {
-    fail(`switchyard reload: cannot reach the gateway's admin API at ${url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`, 1);
+    fail(`switchyard ${command}: cannot reach the gateway's admin API at ${url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`, 1);
   }
   const body = await res.text();
-  if (!res.ok) fail(`switchyard reload: ${res.status} ${body}`, 1);
+  if (!res.ok) fail(`switchyard ${command}: ${res.status} ${body}`, 1);
+  return body;
+}
+
+/** Ask a running gateway (found through the admin section of FILE) to read its config file again. */
+async function reload(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const body = await callAdmin('reload', configPath(values), '/api/v1/reload', { method: 'POST', noAdmin: 'send it SIGHUP instead' });
   process.stdout.write(body + '\n');
+}
+
+/** `mirror report`: the running gateway's mirror report; `mirror on|off`: switch mirroring at run time. */
+async function mirror(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  if (sub === 'report') {
+    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } });
+    // The gateway formats the text itself, so this prints exactly what GET /api/v1/mirror/report?format=text answers.
+    const body = await callAdmin('mirror report', configPath(values), `/api/v1/mirror/report?format=${values.json ? 'json' : 'text'}`);
+    process.stdout.write(body.endsWith('\n') ? body : body + '\n');
+    return;
+  }
+  if (sub === 'on' || sub === 'off') {
+    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, rate: { type: 'string' } } });
+    const settings: { enabled: boolean; sample_rate?: number } = { enabled: sub === 'on' };
+    if (values.rate !== undefined) {
+      const rate = Number(values.rate);
+      if (values.rate.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) fail(`switchyard mirror: --rate must be a number from 0 to 1, got "${values.rate}"`);
+      settings.sample_rate = rate;
+    }
+    const body = await callAdmin(`mirror ${sub}`, configPath(values), '/api/v1/mirror', { method: 'POST', body: settings });
+    process.stdout.write(body + '\n');
+    return;
+  }
+  fail(`switchyard mirror: expected report, on or off${sub === undefined ? '' : `, got "${sub}"`}\n\n${USAGE}`);
 }
 
 function checkConfig(args: string[]): void {
@@ -211,6 +256,8 @@ async function main(argv: string[]): Promise<void> {
       return reload(rest);
     case 'route':
       return route(rest);
+    case 'mirror':
+      return mirror(rest);
     case 'sandbox':
       return sandbox(rest);
     case '--version':

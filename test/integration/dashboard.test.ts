@@ -1,7 +1,8 @@
 // The dashboard at the admin port's "/" in headless Chromium, against a primary and two streaming
 // replicas: it takes the token from the URL fragment and shows the nodes with their roles, its split
-// follows read and write traffic, the event log fills and filters, it follows a replica going down and
-// coming back, and it asks for the token when it has none. Saves a full-page screenshot.
+// follows read and write traffic, the event log fills and filters, the Mirror panel shows the totals and
+// a mismatch against a separate server whose data differs, it follows a replica going down and coming
+// back, and it asks for the token when it has none. Saves a full-page screenshot.
 
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,8 @@ const TOKEN = 'dashboard-test-token';
 const SCREENSHOT_ENV = process.env.SWITCHYARD_DASHBOARD_SCREENSHOT;
 
 let cluster: PgCluster;
+/** A standalone server for the mirror test, its data different from the cluster's in one row. */
+let mirrorServer: PgCluster | undefined;
 let gw: Gateway;
 let browser: Browser;
 let page: Page;
@@ -53,6 +56,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await gw?.close();
   await cluster?.destroy();
+  await mirrorServer?.destroy();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -211,6 +215,65 @@ test('the event log shows gateway events, newest first, and filters by type', as
   assert.deepEqual(new Set(visible), new Set(['client_connected']));
   await page.selectOption('#event-filter', '');
   assert.equal(await page.locator('#events li:visible').count(), await page.locator('#events li').count());
+});
+
+test('the Mirror panel shows the totals from the snapshots and a mismatch with its statement, differences, node and latencies', async () => {
+  const mirror = page.locator('#mirror');
+  assert.equal(await mirror.getAttribute('data-enabled'), 'false');
+  assert.equal((await page.locator('#mirror-state').textContent())?.trim(), 'off');
+  assert.equal(await page.locator('#mirror-mismatches tr[data-fingerprint]').count(), 0);
+
+  const table = `CREATE TABLE mirror_items (id int PRIMARY KEY, name text);
+    INSERT INTO mirror_items VALUES (1, 'one'), (2, 'two'), (3, 'three')`;
+  mirrorServer = await startCluster({});
+  await mirrorServer.query(table);
+  await mirrorServer.query(`UPDATE mirror_items SET name = 'drei' WHERE id = 3`);
+  await cluster.query(table);
+  // Mirrored only once the replicas (where the reads go) have the rows: otherwise the client's error is a mismatch too.
+  for (const r of cluster.replicas) {
+    for (let i = 0; !(await cluster.query('SELECT count(*) FROM mirror_items', r).then(() => true, () => false)); i++) {
+      assert.ok(i < 100, `${r.name} replays the table`);
+      await sleep(50);
+    }
+  }
+  gw.configureMirror({ enabled: true, target: { name: 'other', host: mirrorServer.primary.host, port: mirrorServer.primary.port } });
+  try {
+    await page.waitForFunction(() => document.querySelector('#mirror')?.getAttribute('data-enabled') === 'true', undefined, { timeout: 5000 });
+    assert.match((await page.locator('#mirror-state').textContent()) ?? '', /^on · reads → other \(127\.0\.0\.1:\d+\)/);
+
+    const c = await client();
+    const sql = 'SELECT id, name FROM mirror_items ORDER BY id';
+    const shown = page.locator('#mirror-mismatches tr[data-fingerprint="' + sql + '"]', { hasText: 'drei' });
+    for (let i = 0; (await shown.count()) === 0; i++) {
+      assert.ok(i < 100, 'a mismatch about row 3 is listed');
+      await c.query(sql);
+      await c.query('SELECT count(*) FROM mirror_items');
+      await sleep(100);
+    }
+    const row = shown.first();
+    assert.equal((await row.locator('td[data-field="statement"]').textContent())?.trim(), sql);
+    const differences = (await row.locator('td[data-field="differences"]').textContent()) ?? '';
+    assert.match(differences, /rows/);
+    assert.match(differences, /primary: 3, three/);
+    assert.match(differences, /mirror: 3, drei/);
+    assert.equal((await row.locator('td[data-field="node"]').textContent())?.trim(), 'other');
+    for (const side of ['primary_ms', 'mirror_ms']) assert.match((await row.locator(`td[data-field="${side}"]`).textContent()) ?? '', /^\d+\.\d\d ms$/, side);
+    // The matching count(*) raises no event, so it is never listed.
+    assert.equal(await page.locator('#mirror-mismatches tr[data-fingerprint="SELECT count(*) FROM mirror_items"]').count(), 0);
+    await page.locator('#events li[data-type="mirror_mismatch"]').first().waitFor({ timeout: 5000 });
+
+    // The totals follow the snapshots: the same numbers as the API's.
+    const total = (field: string) => page.locator(`#mirror [data-mirror-field="${field}"]`).textContent();
+    await page.waitForFunction(() => Number(document.querySelector('#mirror [data-mirror-field="mismatched"]')?.textContent) >= 1, undefined, { timeout: 5000 });
+    await page.waitForFunction(() => Number(document.querySelector('#mirror [data-mirror-field="matched"]')?.textContent) >= 1, undefined, { timeout: 5000 });
+    const api = gw.mirror.status();
+    assert.ok(Number(await total('mirrored')) >= 2 && Number(await total('mirrored')) <= api.totals.mirrored);
+    assert.equal(await total('dropped'), String(api.totals.dropped));
+    assert.match((await total('queue')) ?? '', /^\d+\/1000$/);
+  } finally {
+    gw.configureMirror({ enabled: false });
+  }
+  await page.waitForFunction(() => document.querySelector('#mirror')?.getAttribute('data-enabled') === 'false', undefined, { timeout: 5000 });
 });
 
 test('a replica going down and coming back shows in its row and in the log', async () => {
