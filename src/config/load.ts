@@ -221,6 +221,15 @@ function warningsFor(c: Config): ConfigProblem[] {
       w.push({ path: `pool.databases.${db}`, message: `database '${db}' is the admin console's: no pool is made for it, so this entry has no effect` });
     }
   }
+  if (c.mirror.enabled && c.pool.mode === 'session') {
+    w.push({ path: 'mirror.enabled', message: "mirroring copies statements of transaction-pooled clients only; with pool.mode 'session' nothing is copied" });
+  }
+  if (c.mirror.enabled && c.mirror.target === 'replicas' && c.replicas.length === 0) {
+    w.push({ path: 'mirror.target', message: "mirroring to 'replicas' with no replicas configured: every copy is dropped (no_target) until one is added" });
+  }
+  if (c.mirror.enabled && c.mirror.target === 'replicas' && c.monitor.user === undefined) {
+    w.push({ path: 'mirror.target', message: 'without a monitor login (monitor.user, auth.query or a user with a password) differences caused by replication lag cannot be told apart and count as mismatches' });
+  }
   if (c.server_tls.mode === 'verify-full' && c.server_tls.ca === undefined) {
     w.push({
       path: 'server_tls.ca',

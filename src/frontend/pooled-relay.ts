@@ -748,8 +748,12 @@ export class PooledRelay {
   private capture: Capture | undefined;
   /** A Bind was sent since the last Sync. */
   private groupBound = false;
-  /** A write was sent in the transaction in progress (or an autocommit one not yet answered): reads after it are not copied. */
-  private mirrorWrote = false;
+  /**
+   * Sent in the transaction in progress (or in an autocommit one not yet answered): a write, a change of
+   * settings (SET LOCAL, or a SET not yet read back), a cursor, a snapshot isolation level. The mirror
+   * could not reproduce what statements after it see: they are not copied.
+   */
+  private mirrorBlocked = false;
 
   /**
    * Whether a statement is copied to the mirror: one statement that is not transaction control, a read
@@ -761,10 +765,12 @@ export class PooledRelay {
     const mirror = this.host.mirror!;
     // Without replicas the relay does not route: the mirror still needs to know what the statement does.
     if (d === undefined || d === UNROUTED) d = this.route(sql);
-    const wroteBefore = this.mirrorWrote;
-    if (d.target === 'primary') this.mirrorWrote = true;
+    const blocked = this.mirrorBlocked;
+    // Shapes what follows it in the transaction: settings (SET LOCAL, set_config), a cursor, a snapshot.
+    const shapes = d.inexact !== undefined || d.snapshot === true || (d.txn === undefined && d.replay.length > 0);
+    if (shapes || d.target === 'primary') this.mirrorBlocked = true;
     // A pinned session has state only its connection holds (a temporary table, ...): the mirror could not see it.
-    if (wroteBefore || this.state.pins.length > 0) return undefined;
+    if (blocked || shapes || this.state.pins.length > 0) return undefined;
     if (d.gateway || d.gatewayError || d.txn !== undefined || d.multi || d.execute !== undefined || d.target === 'any') return undefined;
     if (d.target === 'primary' && mirror.config.statements !== 'all') return undefined;
     return mirror.admit(this.host.database, this.host.user, sql) ? d : undefined;
@@ -1206,6 +1212,8 @@ export class PooledRelay {
 
   private noteEffects(fx: SessionEffects): void {
     this.tx.add(fx);
+    // Settings change when the transaction ends and the gateway reads them back: nothing is copied till then.
+    this.mirrorBlocked = true;
   }
 
   // ------------------------------------------------------------ server → client
@@ -1341,7 +1349,7 @@ export class PooledRelay {
 
   /** The client's transaction ended: nothing of it is left to move. */
   private endTransaction(): void {
-    this.mirrorWrote = false;
+    this.mirrorBlocked = false;
     if (this.txLog.length > 0) this.txLog = [];
     this.txInexact = undefined;
     this.txStays = false;

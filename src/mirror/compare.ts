@@ -3,7 +3,7 @@
 // Pure: Buffers in, plain objects out. The summaries are what a mismatch event carries, so every field
 // is bounded in size whatever the size of the result.
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash as oneShotHash, type Hash } from 'node:crypto';
 import { readDataRowBytes, readErrorFields } from '../protocol/messages.js';
 import { loadParser } from '../session/analyze.js';
 import { isOrderedStatements, parseStatements } from '../router/router.js';
@@ -48,7 +48,6 @@ export interface SummaryOptions {
 }
 
 const NULL_CELL = '\\N';
-const MOD_128 = (1n << 128n) - 1n;
 
 interface Kept {
   /** First 16 bytes of the SHA-256 of the row's canonical encoding. */
@@ -91,7 +90,8 @@ export class SummaryBuilder {
   private binary: boolean[] = [];
 
   private readonly running: Hash | undefined;
-  private sum = 0n;
+  /** The 128-bit sum as four 32-bit limbs, most significant first (plain numbers: no BigInt per row). */
+  private readonly sum = [0, 0, 0, 0];
   /** Ordered: the first rows. Unordered: the rows with the smallest digests, ascending. */
   private readonly kept: Kept[] = [];
   private finished?: ResultSummary;
@@ -141,8 +141,7 @@ export class SummaryBuilder {
     if (this.running) hash = this.running.digest('hex');
     else {
       const tail = Buffer.alloc(24);
-      tail.writeBigUInt64BE(this.sum >> 64n, 0);
-      tail.writeBigUInt64BE(this.sum & 0xffff_ffff_ffff_ffffn, 8);
+      for (let i = 0; i < 4; i++) tail.writeUInt32BE(this.sum[i]!, 4 * i);
       tail.writeBigUInt64BE(BigInt(this.rows), 16);
       hash = createHash('sha256').update('multiset\0').update(tail).digest('hex');
     }
@@ -173,7 +172,13 @@ export class SummaryBuilder {
       return;
     }
     const digest = rowDigest(body);
-    this.sum = (this.sum + ((digest.readBigUInt64BE(0) << 64n) | digest.readBigUInt64BE(8))) & MOD_128;
+    // Add modulo 2^128, limb by limb from the least significant, carrying.
+    let carry = 0;
+    for (let i = 3; i >= 0; i--) {
+      const v = this.sum[i]! + digest.readUInt32BE(4 * i) + carry;
+      carry = v >= 0x1_0000_0000 ? 1 : 0;
+      this.sum[i] = v >>> 0;
+    }
     // Keep the sampleRows smallest digests: both sides then sample the same rows whatever their order.
     const kept = this.kept;
     if (kept.length === this.sampleRows && (kept.length === 0 || Buffer.compare(digest, kept[kept.length - 1]!.digest) >= 0)) return;
@@ -224,7 +229,7 @@ export class SummaryBuilder {
 }
 
 function rowDigest(body: Buffer): Buffer {
-  return createHash('sha256').update(body).digest().subarray(0, 16);
+  return oneShotHash('sha256', body, 'buffer').subarray(0, 16);
 }
 
 function cstringEnd(msg: Buffer, off: number): number {

@@ -127,6 +127,8 @@ export class Mirror {
   private queue: (MirrorJob | undefined)[] = [];
   private qHead = 0;
   private running = 0;
+  /** A write's copy is running: nothing else starts until it is done (see pump()). */
+  private writing = false;
   private readonly nodes = new Map<string, MirrorNode>();
   private turn = 0;
   private closed = false;
@@ -154,7 +156,7 @@ export class Mirror {
       }),
       dropped: new Counter({
         name: 'switchyard_mirror_dropped_total',
-        help: 'Copies not run: the mirror queue was full, or no mirror node could take them',
+        help: 'Copies not run: the mirror queue was full, no mirror node could take them, or mirroring was switched off while they waited',
         labelNames: ['reason'],
         registers,
       }),
@@ -222,7 +224,7 @@ export class Mirror {
     this.pump();
   }
 
-  private drop(sql: string, reason: 'queue_full' | 'no_target'): void {
+  private drop(sql: string, reason: 'queue_full' | 'no_target' | 'disabled'): void {
     this.totals.dropped++;
     this.metrics.dropped.inc({ reason });
     this.report.dropped(sql);
@@ -240,22 +242,34 @@ export class Mirror {
     return job;
   }
 
-  /** Copies run at most pool_size at a time per mirror server. */
+  /**
+   * Copies run at most pool_size at a time per mirror server, in queue order. A write is a barrier: it
+   * starts once every copy before it is done, and nothing after it starts until it is done. So the
+   * mirror applies writes in the order the primary answered them, and a copied read sees exactly the
+   * copied writes answered before it (run concurrently, a read could overtake the INSERT its client
+   * made just before it and be reported as a mismatch).
+   */
   private pump(): void {
     for (;;) {
+      if (this.writing) return;
       const targets = this.targets();
       const limit = this.config.pool_size * Math.max(1, targets.length);
       if (this.running >= limit) return;
-      const job = this.take();
-      if (!job) return;
+      const next = this.qHead < this.queue.length ? this.queue[this.qHead] : undefined;
+      if (!next) return;
+      const barrier = next.write && targets.length > 0 && !targets[0]!.replica;
+      if (barrier && this.running > 0) return;
+      const job = this.take()!;
       if (targets.length === 0 || (job.write && targets[0]!.replica)) {
         this.drop(job.sql, 'no_target');
         continue;
       }
       const node = targets[this.turn++ % targets.length]!;
       this.running++;
+      if (barrier) this.writing = true;
       void this.run(job, node).finally(() => {
         this.running--;
+        if (barrier) this.writing = false;
         this.pump();
       });
     }
@@ -322,9 +336,15 @@ export class Mirror {
     try {
       conn = await node.pools.acquire(job.database, job.user);
     } catch {
-      return this.record(job, node, 'error');
+      return this.record(job, 'error');
     }
     let reusable = false;
+    // One deadline for the whole copy: the settings and the replay position are asked of the mirror too,
+    // and a server that stops answering (stopped, partitioned) must not hold a mirror connection forever.
+    // Destroying the connection rejects whatever is waiting on it.
+    const timer = setTimeout(() => {
+      conn.destroy(new Error(`the mirror did not answer within mirror.timeout_ms (${this.config.timeout_ms} ms)`));
+    }, this.config.timeout_ms);
     try {
       const ss = serverState(conn);
       await applySettings(conn, ss, job.settings);
@@ -337,10 +357,11 @@ export class Mirror {
       }
       parts.push(job.request);
       const start = performance.now();
-      const summary = await this.exchange(conn, parts.length === 1 ? parts[0]! : Buffer.concat(parts), job.ordered);
+      const { summary, parsed } = await this.exchange(conn, parts.length === 1 ? parts[0]! : Buffer.concat(parts), job.ordered);
       const mirrorMs = performance.now() - start;
-      // A failed Parse leaves no statement behind; any error may have been it.
-      if (summary.ok) for (const n of fresh) ss.prepared.set(n, true);
+      // The fresh Parses went first and the server answers in order, skipping everything after an error
+      // up to Sync: the first `parsed` of them made their statement, whatever failed later (Bind, Execute).
+      for (let i = 0; i < Math.min(parsed, fresh.length); i++) ss.prepared.set(fresh[i]!, true);
       const cmp = compare(job.primary, summary, EVENT_ROWS);
       let outcome: Outcome = cmp.verdict;
       if (outcome === 'mismatch' && node.replica) {
@@ -349,11 +370,12 @@ export class Mirror {
       }
       await this.trim(conn, ss);
       reusable = conn.txStatus === 'I';
-      this.record(job, node, outcome, mirrorMs);
+      this.record(job, outcome, mirrorMs);
       if (outcome === 'mismatch') this.mismatchEvent(job, node, summary, cmp, mirrorMs);
     } catch {
-      this.record(job, node, 'error');
+      this.record(job, 'error');
     } finally {
+      clearTimeout(timer);
       node.pools.release(conn, reusable && !conn.closed, 'keep');
     }
   }
@@ -385,18 +407,20 @@ export class Mirror {
     }
   }
 
-  /** Write the request and summarise the answer up to its ReadyForQuery (or give up after timeout_ms). */
-  private exchange(conn: ServerConnection, bytes: Buffer, ordered: boolean): Promise<ResultSummary> {
+  /**
+   * Write the request and summarise the answer up to its ReadyForQuery (run() destroys the connection
+   * after timeout_ms); parsed: the ParseCompletes that came (which of the request's Parses made their statement).
+   */
+  private exchange(conn: ServerConnection, bytes: Buffer, ordered: boolean): Promise<{ summary: ResultSummary; parsed: number }> {
+    // Closed already (the deadline passed): no answer and no close would ever come.
+    if (conn.closed) return Promise.reject(new Error('the mirror connection is closed'));
     const builder = new SummaryBuilder({ ordered });
-    return new Promise<ResultSummary>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        conn.destroy(new Error(`the mirror did not answer within mirror.timeout_ms (${this.config.timeout_ms} ms)`));
-      }, this.config.timeout_ms);
+    let parsed = 0;
+    return new Promise<{ summary: ResultSummary; parsed: number }>((resolve, reject) => {
       const done = (err: Error | undefined) => {
-        clearTimeout(timer);
         conn.detach();
         if (err) reject(err);
-        else resolve(builder.finish());
+        else resolve({ summary: builder.finish(), parsed });
       };
       const feed = (buf: Buffer): boolean => {
         let off = 0;
@@ -404,6 +428,7 @@ export class Mirror {
           const end = off + 1 + buf.readInt32BE(off + 1);
           const t = buf[off];
           if (t === 0x5a /* Z */) return true;
+          if (t === 0x31 /* 1 ParseComplete */) parsed++;
           builder.add(buf.subarray(off, end));
           off = end;
         }
@@ -421,8 +446,7 @@ export class Mirror {
     });
   }
 
-  private record(job: MirrorJob, node: MirrorNode, outcome: Outcome, mirrorMs?: number): void {
-    void node;
+  private record(job: MirrorJob, outcome: Outcome, mirrorMs?: number): void {
     this.totals.mirrored++;
     if (outcome === 'match') this.totals.matched++;
     else if (outcome === 'mismatch') this.totals.mismatched++;
@@ -498,6 +522,8 @@ export class Mirror {
     this.opts.config.mirror = next;
     if (targetChanged) this.closeNodes();
     if (!next.enabled) {
+      // Copies waiting when mirroring is switched off are not run: counted as dropped.
+      for (let job = this.take(); job; job = this.take()) this.drop(job.sql, 'disabled');
       this.queue = [];
       this.qHead = 0;
     }
