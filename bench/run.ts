@@ -55,8 +55,9 @@ interface Options {
   noPgbouncer: boolean;
   /** Streaming replicas switchyard splits reads to (direct and PgBouncer use the primary only). */
   replicas: number;
-  /** Also run a switchyard with mirroring on at sample rate 1.0 (target 'mirror'). */
+  /** Also run a switchyard with mirroring on (target 'mirror'), at this sample rate. */
   mirror: boolean;
+  mirrorRate: number;
 }
 
 /** Values a preset stands for; any flag given explicitly wins. Flag spelling as on the command line. */
@@ -100,6 +101,7 @@ const USAGE = `usage: node dist/bench/run.js [options]        (npm run bench -- 
   --mirror         also run a second switchyard with mirroring on at sample rate 1.0 (target
                    "mirror": to the replicas with --replicas, else copies of the reads go to the
                    primary itself) and report its TPS against switchyard's and what it mirrored
+  --mirror-rate R  the mirror's sample rate (0 < R <= 1, default 1; implies --mirror)
   --json FILE      also write the results as JSON
   --no-pgbouncer   skip PgBouncer even when it is installed
   -h, --help       this text`;
@@ -120,6 +122,13 @@ async function commitsPerNode(cluster: PgCluster): Promise<Map<string, number>> 
   const out = new Map<string, number>();
   for (const n of cluster.nodes) out.set(n.name, Number(await cluster.query(`SELECT xact_commit FROM pg_stat_database WHERE datname = '${DATABASE}'`, n)));
   return out;
+}
+
+function mirrorRate(v: string | undefined): number {
+  if (v === undefined) return 1;
+  const n = Number(v);
+  if (!(n > 0 && n <= 1)) throw new UsageError(`--mirror-rate must be a number above 0 and at most 1, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
@@ -152,6 +161,7 @@ function parseOptions(argv: string[]): Options | null {
         'no-pgbouncer': { type: 'boolean' },
         replicas: { type: 'string' },
         mirror: { type: 'boolean' },
+        'mirror-rate': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -198,7 +208,8 @@ function parseOptions(argv: string[]): Options | null {
     json: values.json,
     noPgbouncer: values['no-pgbouncer'] ?? false,
     replicas: values.replicas === undefined ? 0 : positiveInt('replicas', values.replicas, 0),
-    mirror: values.mirror ?? false,
+    mirror: values.mirror ?? values['mirror-rate'] !== undefined,
+    mirrorRate: mirrorRate(values['mirror-rate']),
   };
 }
 
@@ -557,7 +568,7 @@ async function startGatewayProcess(cluster: PgCluster, dir: string, opts: Option
         admin: { port: mirrorAdminPort, token: MIRROR_TOKEN },
         mirror: {
           enabled: true,
-          sample_rate: 1,
+          sample_rate: opts.mirrorRate,
           target: cluster.replicas.length > 0 ? ('replicas' as const) : { name: 'primary-copy', host: cluster.primary.host, port: cluster.primary.port },
           // Mismatch events would be logged at warn: there should be none, but a flood would cost the run.
           max_events_per_second: 5,
@@ -1032,7 +1043,7 @@ async function main(): Promise<number> {
   let mirrorAdmin: number | undefined;
   if (opts.mirror) {
     mirrorAdmin = await freePort();
-    log(`starting switchyard with mirroring on (sample rate 1.0, to ${cluster.replicas.length > 0 ? 'the replicas' : 'the primary itself'}) ...`);
+    log(`starting switchyard with mirroring on (sample rate ${opts.mirrorRate}, to ${cluster.replicas.length > 0 ? 'the replicas' : 'the primary itself'}) ...`);
     mirrorGw = await startGatewayProcess(cluster, state.dir, opts, mirrorAdmin);
     if (state.interrupted) return 130;
     log(`  switchyard+mirror on ${HOST}:${mirrorGw.port} (pid ${mirrorGw.pid})`);

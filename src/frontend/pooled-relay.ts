@@ -773,7 +773,7 @@ export class PooledRelay {
     if (blocked || shapes || this.state.pins.length > 0) return undefined;
     if (d.gateway || d.gatewayError || d.txn !== undefined || d.multi || d.execute !== undefined || d.target === 'any') return undefined;
     if (d.target === 'primary' && mirror.config.statements !== 'all') return undefined;
-    return mirror.admit(this.host.database, this.host.user, sql) ? d : undefined;
+    return mirror.admit(this.host.database, this.host.user, sql, d) ? d : undefined;
   }
 
   private captureQuery(sql: string, d: Decision, msg: Buffer): Capture | undefined {
@@ -818,6 +818,7 @@ export class PooledRelay {
       database: this.host.database,
       user: this.host.user,
       sql: cap.sql,
+      fingerprint: this.host.mirror!.fingerprintOf(cap.sql, cap.d),
       ordered: cap.d.ordered === true,
       request: cap.parts.length === 1 ? cap.parts[0]! : Buffer.concat(cap.parts),
       statements: cap.statements,

@@ -13,9 +13,10 @@ import type { Config, MirrorConfig, NodeConfig } from '../config/types.js';
 import type { DbNode, Topology } from '../balancer/topology.js';
 import { parseLsn } from '../balancer/topology.js';
 import type { EventBus } from '../observability/events.js';
-import { applySettings, quoteIdent, serverState } from '../session/state.js';
+import { applySettings, quoteIdent, serverState, settingsDelta } from '../session/state.js';
 import { compare, SummaryBuilder, type ResultSummary } from './compare.js';
 import { fingerprint, MirrorReport, type Outcome, type ReportRow } from './report.js';
+import type { Decision } from '../router/router.js';
 
 /** One client request to run again on the mirror, with what the client's session had when it ran. */
 export interface MirrorJob {
@@ -24,6 +25,8 @@ export interface MirrorJob {
   user: string;
   /** The statement's text, for the report's fingerprint and the mismatch event. */
   sql: string;
+  /** Its fingerprint (Mirror.fingerprintOf). */
+  fingerprint: string;
   /** The rows' order is part of the answer (a top-level ORDER BY). */
   ordered: boolean;
   /** The request as sent to the mirror: a Query, or an extended-protocol group ending with Sync (statement names as the gateway's registry has them). */
@@ -67,7 +70,8 @@ export interface MirrorMismatchEvent {
   /** A few rows found on one side only. */
   rows: { side: 'primary' | 'mirror'; row: string[] }[];
   primary_ms: number;
-  mirror_ms: number;
+  /** Null for a copy sent behind others in one write (not timed on its own). */
+  mirror_ms: number | null;
 }
 
 export interface MirrorTotals {
@@ -115,6 +119,16 @@ export interface MirrorOptions {
   registry: Registry;
   maxMessageBytes: number;
 }
+
+/** The answer to one request of a batch. */
+interface Answer {
+  summary: ResultSummary;
+  parsed: number;
+  at: number;
+}
+
+/** Copies sent in one write to a mirror connection at most. */
+const MAX_BATCH = 16;
 
 /** Mismatch events carry at most this much of the statement. */
 const MAX_EVENT_SQL = 1000;
@@ -203,14 +217,14 @@ export class Mirror {
    * sample drawn, and room in the queue (a copy that would be dropped is counted now, before the
    * gateway spends anything on it).
    */
-  admit(database: string, user: string, sql: string): boolean {
+  admit(database: string, user: string, sql: string, d: Decision): boolean {
     const c = this.config;
     if (!c.enabled) return false;
     if (c.databases.length > 0 && !c.databases.includes(database)) return false;
     if (c.users.length > 0 && !c.users.includes(user)) return false;
     if (c.sample_rate < 1 && Math.random() >= c.sample_rate) return false;
     if (this.queueLength >= c.queue_size) {
-      this.drop(sql, 'queue_full');
+      this.drop(sql, 'queue_full', this.fingerprintOf(sql, d));
       return false;
     }
     return true;
@@ -219,15 +233,28 @@ export class Mirror {
   /** A request was answered to the client: queue its copy (or drop it when the queue is full). */
   offer(job: MirrorJob): void {
     if (this.closed || !this.config.enabled) return;
-    if (this.queueLength >= this.config.queue_size) return this.drop(job.sql, 'queue_full');
+    if (this.queueLength >= this.config.queue_size) return this.drop(job.sql, 'queue_full', job.fingerprint);
     this.queue.push(job);
     this.pump();
   }
 
-  private drop(sql: string, reason: 'queue_full' | 'no_target' | 'disabled'): void {
+  private drop(sql: string, reason: 'queue_full' | 'no_target' | 'disabled', fp: string): void {
     this.totals.dropped++;
     this.metrics.dropped.inc({ reason });
-    this.report.dropped(sql);
+    this.report.dropped(sql, fp);
+  }
+
+  /** Fingerprints by routing decision: texts that differ only in constants share one decision, so one is worked out per decision. */
+  private readonly fingerprints = new WeakMap<Decision, string>();
+
+  /** The statement's fingerprint for the report (d: the router's decision for sql). */
+  fingerprintOf(sql: string, d: Decision): string {
+    let fp = this.fingerprints.get(d);
+    if (fp === undefined) {
+      fp = fingerprint(sql);
+      this.fingerprints.set(d, fp);
+    }
+    return fp;
   }
 
   private take(): MirrorJob | undefined {
@@ -257,22 +284,42 @@ export class Mirror {
       if (this.running >= limit) return;
       const next = this.qHead < this.queue.length ? this.queue[this.qHead] : undefined;
       if (!next) return;
+      // While a copy is out, those arriving wait to go together in the next write; another write goes out
+      // side by side only when a full batch is waiting.
+      if (this.running > 0 && this.queueLength < MAX_BATCH) return;
       const barrier = next.write && targets.length > 0 && !targets[0]!.replica;
       if (barrier && this.running > 0) return;
       const job = this.take()!;
       if (targets.length === 0 || (job.write && targets[0]!.replica)) {
-        this.drop(job.sql, 'no_target');
+        this.drop(job.sql, 'no_target', job.fingerprint);
         continue;
       }
       const node = targets[this.turn++ % targets.length]!;
+      const batch = barrier ? [job] : this.batchAfter(job);
       this.running++;
       if (barrier) this.writing = true;
-      void this.run(job, node).finally(() => {
+      void this.run(batch, node).finally(() => {
         this.running--;
         if (barrier) this.writing = false;
         this.pump();
       });
     }
+  }
+
+  /**
+   * Reads queued right behind job that can share its write to a mirror connection: same database, user
+   * and settings. Under a backlog this turns one write and one read per copy into one per batch (on two
+   * cores shared with the database those system calls are most of a copy's cost); with no backlog a copy
+   * goes alone.
+   */
+  private batchAfter(job: MirrorJob): MirrorJob[] {
+    const batch = [job];
+    while (batch.length < MAX_BATCH && this.qHead < this.queue.length) {
+      const next = this.queue[this.qHead]!;
+      if (next.write || next.database !== job.database || next.user !== job.user || settingsDelta(job.settings, next.settings)) break;
+      batch.push(this.take()!);
+    }
+    return batch;
   }
 
   /** The servers copies can go to now: the replicas that are up (in turn), or the configured server. */
@@ -330,13 +377,19 @@ export class Mirror {
     return n;
   }
 
-  /** Run one copy on node and compare it with the client's answer. */
-  private async run(job: MirrorJob, node: MirrorNode): Promise<void> {
+  /**
+   * Run copies on node, in one write, and compare each with its client's answer. The first is timed from
+   * the write to its ReadyForQuery; the others waited behind it on the server, so their time is not a
+   * latency and is left out of the mirror's latency figures.
+   */
+  private async run(batch: MirrorJob[], node: MirrorNode): Promise<void> {
+    const first = batch[0]!;
     let conn: ServerConnection;
     try {
-      conn = await node.pools.acquire(job.database, job.user);
+      conn = await node.pools.acquire(first.database, first.user);
     } catch {
-      return this.record(job, 'error');
+      for (const job of batch) this.record(job, 'error');
+      return;
     }
     let reusable = false;
     // One deadline for the whole copy: the settings and the replay position are asked of the mirror too,
@@ -345,35 +398,51 @@ export class Mirror {
     const timer = setTimeout(() => {
       conn.destroy(new Error(`the mirror did not answer within mirror.timeout_ms (${this.config.timeout_ms} ms)`));
     }, this.config.timeout_ms);
+    let done = 0;
     try {
       const ss = serverState(conn);
-      await applySettings(conn, ss, job.settings);
+      await applySettings(conn, ss, first.settings);
       const parts: Buffer[] = [];
-      const fresh: string[] = [];
-      for (const st of job.statements) {
-        if (ss.touch(st.name)) continue;
-        parts.push(st.parse);
-        fresh.push(st.name);
+      /** Per copy, the statements parsed ahead of it (each at most once in a batch). */
+      const fresh: string[][] = [];
+      const sent = new Set<string>();
+      for (const job of batch) {
+        const mine: string[] = [];
+        for (const st of job.statements) {
+          if (sent.has(st.name) || ss.touch(st.name)) continue;
+          sent.add(st.name);
+          parts.push(st.parse);
+          mine.push(st.name);
+        }
+        fresh.push(mine);
+        parts.push(job.request);
       }
-      parts.push(job.request);
       const start = performance.now();
-      const { summary, parsed } = await this.exchange(conn, parts.length === 1 ? parts[0]! : Buffer.concat(parts), job.ordered);
-      const mirrorMs = performance.now() - start;
-      // The fresh Parses went first and the server answers in order, skipping everything after an error
-      // up to Sync: the first `parsed` of them made their statement, whatever failed later (Bind, Execute).
-      for (let i = 0; i < Math.min(parsed, fresh.length); i++) ss.prepared.set(fresh[i]!, true);
-      const cmp = compare(job.primary, summary, EVENT_ROWS);
-      let outcome: Outcome = cmp.verdict;
-      if (outcome === 'mismatch' && node.replica) {
-        const replayed = parseLsn((await conn.query('SELECT pg_catalog.pg_last_wal_replay_lsn()')).rows[0]?.[0] ?? null);
-        if (await this.behind(replayed, job.sentAt)) outcome = 'lag';
+      const answers = await this.exchange(conn, parts.length === 1 ? parts[0]! : Buffer.concat(parts), batch);
+      const mirrorMs = answers[0]!.at - start;
+      let replayed: number | undefined;
+      for (let k = 0; k < batch.length; k++) {
+        const job = batch[k]!;
+        const { summary, parsed } = answers[k]!;
+        // The fresh Parses went first and the server answers in order, skipping everything after an error
+        // up to Sync: the first `parsed` of them made their statement, whatever failed later (Bind, Execute).
+        const mine = fresh[k]!;
+        for (let i = 0; i < Math.min(parsed, mine.length); i++) ss.prepared.set(mine[i]!, true);
+        const cmp = compare(job.primary, summary, EVENT_ROWS);
+        let outcome: Outcome = cmp.verdict;
+        if (outcome === 'mismatch' && node.replica) {
+          replayed ??= parseLsn((await conn.query('SELECT pg_catalog.pg_last_wal_replay_lsn()')).rows[0]?.[0] ?? null);
+          if (await this.behind(replayed, job.sentAt)) outcome = 'lag';
+        }
+        const ms = k === 0 ? mirrorMs : undefined;
+        this.record(job, outcome, ms);
+        done++;
+        if (outcome === 'mismatch') this.mismatchEvent(job, node, summary, cmp, ms);
       }
       await this.trim(conn, ss);
       reusable = conn.txStatus === 'I';
-      this.record(job, outcome, mirrorMs);
-      if (outcome === 'mismatch') this.mismatchEvent(job, node, summary, cmp, mirrorMs);
     } catch {
-      this.record(job, 'error');
+      for (const job of batch.slice(done)) this.record(job, 'error');
     } finally {
       clearTimeout(timer);
       node.pools.release(conn, reusable && !conn.closed, 'keep');
@@ -408,35 +477,44 @@ export class Mirror {
   }
 
   /**
-   * Write the request and summarise the answer up to its ReadyForQuery (run() destroys the connection
-   * after timeout_ms); parsed: the ParseCompletes that came (which of the request's Parses made their statement).
+   * Write the requests and summarise each answer up to its ReadyForQuery (run() destroys the connection
+   * after timeout_ms). Per request: its summary, the ParseCompletes that came (which of the Parses ahead
+   * of it made their statement), and when its ReadyForQuery arrived.
    */
-  private exchange(conn: ServerConnection, bytes: Buffer, ordered: boolean): Promise<{ summary: ResultSummary; parsed: number }> {
+  private exchange(conn: ServerConnection, bytes: Buffer, batch: readonly MirrorJob[]): Promise<Answer[]> {
     // Closed already (the deadline passed): no answer and no close would ever come.
     if (conn.closed) return Promise.reject(new Error('the mirror connection is closed'));
-    const builder = new SummaryBuilder({ ordered });
+    const answers: Answer[] = [];
+    let builder = new SummaryBuilder({ ordered: batch[0]!.ordered });
     let parsed = 0;
-    return new Promise<{ summary: ResultSummary; parsed: number }>((resolve, reject) => {
+    return new Promise<Answer[]>((resolve, reject) => {
       const done = (err: Error | undefined) => {
         conn.detach();
         if (err) reject(err);
-        else resolve({ summary: builder.finish(), parsed });
+        else resolve(answers);
       };
+      /** True once the last request is answered. */
       const feed = (buf: Buffer): boolean => {
         let off = 0;
         while (off < buf.length) {
           const end = off + 1 + buf.readInt32BE(off + 1);
           const t = buf[off];
-          if (t === 0x5a /* Z */) return true;
-          if (t === 0x31 /* 1 ParseComplete */) parsed++;
-          builder.add(buf.subarray(off, end));
+          if (t === 0x5a /* Z */) {
+            answers.push({ summary: builder.finish(), parsed, at: performance.now() });
+            if (answers.length === batch.length) return true;
+            builder = new SummaryBuilder({ ordered: batch[answers.length]!.ordered });
+            parsed = 0;
+          } else {
+            if (t === 0x31 /* 1 ParseComplete */) parsed++;
+            builder.add(buf.subarray(off, end));
+          }
           off = end;
         }
         return false;
       };
       conn.attach({
         onServerData: (head, run) => {
-          // Nothing else is in flight on this connection: its ReadyForQuery ends the copy.
+          // Nothing else is in flight on this connection: the last ReadyForQuery ends the batch.
           if ((head && feed(head)) || feed(run)) done(undefined);
           return false;
         },
@@ -455,10 +533,10 @@ export class Mirror {
     this.outcome[outcome].inc();
     this.side.primary.observe(job.primaryMs / 1000);
     if (mirrorMs !== undefined) this.side.mirror.observe(mirrorMs / 1000);
-    this.report.record(job.sql, outcome, job.primaryMs, mirrorMs);
+    this.report.record(job.sql, outcome, job.primaryMs, mirrorMs, job.fingerprint);
   }
 
-  private mismatchEvent(job: MirrorJob, node: MirrorNode, summary: ResultSummary, cmp: ReturnType<typeof compare>, mirrorMs: number): void {
+  private mismatchEvent(job: MirrorJob, node: MirrorNode, summary: ResultSummary, cmp: ReturnType<typeof compare>, mirrorMs: number | undefined): void {
     const max = this.config.max_events_per_second;
     const second = Math.floor(performance.now() / 1000);
     if (second !== this.eventWindow) {
@@ -467,7 +545,7 @@ export class Mirror {
     }
     if (this.eventsInWindow >= max) return;
     this.eventsInWindow++;
-    const fp = fingerprint(job.sql);
+    const fp = job.fingerprint;
     const event: MirrorMismatchEvent = {
       type: 'mirror_mismatch',
       client: job.client,
@@ -481,7 +559,7 @@ export class Mirror {
       mirror: view(summary),
       rows: cmp.rows,
       primary_ms: round(job.primaryMs),
-      mirror_ms: round(mirrorMs),
+      mirror_ms: mirrorMs === undefined ? null : round(mirrorMs),
     };
     this.opts.events.emit(event);
   }
@@ -523,7 +601,7 @@ export class Mirror {
     if (targetChanged) this.closeNodes();
     if (!next.enabled) {
       // Copies waiting when mirroring is switched off are not run: counted as dropped.
-      for (let job = this.take(); job; job = this.take()) this.drop(job.sql, 'disabled');
+      for (let job = this.take(); job; job = this.take()) this.drop(job.sql, 'disabled', job.fingerprint);
       this.queue = [];
       this.qHead = 0;
     }

@@ -83,8 +83,8 @@ export class MirrorReport {
     this.maxFingerprints = opts.maxFingerprints ?? 1000;
   }
 
-  private entry(sql: string): Entry {
-    let key = fingerprint(sql);
+  private entry(fp: string): Entry {
+    let key = fp;
     let e = this.entries.get(key);
     if (e) return e;
     if (this.entries.size >= this.maxFingerprints) key = OTHER;
@@ -97,8 +97,8 @@ export class MirrorReport {
   }
 
   /** A mirrored statement compared: its outcome and both latencies (the mirror's is absent when it could not run). */
-  record(sql: string, outcome: Outcome, primaryMs: number, mirrorMs?: number): void {
-    const e = this.entry(sql);
+  record(sql: string, outcome: Outcome, primaryMs: number, mirrorMs?: number, fp: string = fingerprint(sql)): void {
+    const e = this.entry(fp);
     e.mirrored++;
     if (outcome === 'match') e.matched++;
     else if (outcome === 'mismatch') e.mismatched++;
@@ -109,8 +109,8 @@ export class MirrorReport {
   }
 
   /** A copy the mirror's queue had no room for. */
-  dropped(sql: string): void {
-    this.entry(sql).dropped++;
+  dropped(sql: string, fp: string = fingerprint(sql)): void {
+    this.entry(fp).dropped++;
   }
 
   /** One row per fingerprint, the most mirrored first. */

@@ -253,7 +253,7 @@ test('a divergent standalone mirror: differing statements are mismatches with th
     { side: 'primary', row: ['7', 'v7'] },
     { side: 'mirror', row: ['7', 'changed'] },
   ]);
-  assert.ok(ordered.primary_ms > 0 && ordered.mirror_ms > 0);
+  assert.ok(ordered.primary_ms > 0 && ordered.mirror_ms !== null && ordered.mirror_ms > 0);
 
   // Unordered: the rows found on one side only.
   const [unordered] = eventFor(seen, 'SELECT id, v FROM t WHERE id BETWEEN ? AND ?');
