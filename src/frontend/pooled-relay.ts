@@ -85,6 +85,10 @@ class Capture {
   before = 0x49;
   /** An extended-protocol group: its Execute was seen (one, fetching every row). */
   executed = false;
+  /** Copied only if it ran in autocommit (a write; any statement under a snapshot isolation default). */
+  autocommitOnly = false;
+  /** It turned out to be a COPY: not copied (the data is the client's to send). */
+  dead = false;
   readonly parts: Buffer[] = [];
   constructor(
     readonly sql: string,
@@ -380,12 +384,22 @@ export class PooledRelay {
         }
         this.atBoundary = false;
         this.host.metrics.query(this.host.database, this.onReplica ? 'replica' : 'primary', d?.reason ?? 'not routed');
+        let md: Decision | undefined;
+        let wasBlocked = false;
+        if (this.host.mirror?.enabled) {
+          const sql = this.boundSql(stmt);
+          if (sql !== undefined) {
+            md = d ?? this.route(sql);
+            wasBlocked = this.mirrorBlocked;
+            this.noteForMirror(md);
+          }
+        }
         if (this.bindEffects(stmt === '' ? this.unnamedFx : this.state.statements.get(stmt)?.fx, msg)) return;
         const name = this.serverNameFor(stmt);
         const bind = name === undefined ? msg : m.renameBind(msg, name);
         this.out(bind);
         // One statement per copy: a second Bind before Sync (an implicit transaction of several) is not copied.
-        this.capture = this.host.mirror?.enabled && !this.groupBound ? this.captureBind(stmt, d, msg) : undefined;
+        this.capture = md !== undefined && !wasBlocked && !this.groupBound ? this.captureBind(stmt, md, msg) : undefined;
         this.groupBound = true;
         if (this.capture === undefined) return this.expect(PLAIN[T_BIND]!);
         this.capture.parts.push(Buffer.from(bind));
@@ -397,6 +411,8 @@ export class PooledRelay {
         const serverName = kind === 0x53 ? this.serverNameFor(name) : undefined;
         const describe = serverName === undefined ? msg : m.renameTarget(msg, serverName);
         this.out(describe);
+        // A statement described inside the group would have to exist on the mirror too: not copied.
+        if (kind === 0x53) this.capture = undefined;
         const cap = this.capture;
         if (cap === undefined) return this.expect(PLAIN[T_DESCRIBE]!);
         cap.parts.push(Buffer.from(describe));
@@ -665,6 +681,13 @@ export class PooledRelay {
     const d = this.host.topology.splitting || GATEWAY_WORD.test(sql) ? this.route(sql) : UNROUTED;
     if (d.gateway || d.gatewayError) return this.expect({ t: T_QUERY, fake: () => this.gatewayAnswer(d) });
     if (this.routed(d, msg)) return;
+    let md: Decision | undefined;
+    let wasBlocked = false;
+    if (this.host.mirror?.enabled) {
+      md = d === UNROUTED ? this.route(sql) : d;
+      wasBlocked = this.mirrorBlocked;
+      this.noteForMirror(md);
+    }
     this.atBoundary = true;
     // A simple Query destroys the unnamed statement, as in PostgreSQL.
     this.unnamedParse = undefined;
@@ -675,7 +698,7 @@ export class PooledRelay {
       // A read that opens no transaction, first on a replica connection: it can run again elsewhere.
       if (msg !== this.retried) this.retries = 0;
       const read = d.target !== 'primary' && d.hint === undefined && this.routeSetting === 'auto' && d.txn === undefined && d.replay.length === 0;
-      const cap = fx.plain && this.host.mirror?.enabled ? this.captureQuery(sql, d, msg) : undefined;
+      const cap = md !== undefined && fx.plain && !wasBlocked ? this.captureQuery(sql, md, msg) : undefined;
       if (read && this.onReplica && fx.plain && this.head === this.expected.length && this.lastStatus === 0x49 && this.retries < MAX_RETRIES) {
         this.retryMsg = msg === this.fromQueue ? msg : Buffer.from(msg);
         this.retryEntry = { t: T_QUERY, at: performance.now(), cap };
@@ -755,37 +778,52 @@ export class PooledRelay {
    */
   private mirrorBlocked = false;
 
+  /** The text of the statement a Bind runs (undefined: not one the client prepared through the gateway). */
+  private boundSql(stmt: string): string | undefined {
+    const parse = stmt === '' ? this.unnamedParse : this.state.statements.get(stmt)?.parse;
+    return parse === undefined ? undefined : m.readParse(parse).sql;
+  }
+
   /**
-   * Whether a statement is copied to the mirror: one statement that is not transaction control, a read
-   * (or, with mirror.statements all, a write: kept only if it ran in autocommit, see captured()), not
-   * after a write in the same transaction and not in a pinned session (the mirror could not see what
-   * they left), selected and sampled.
+   * Every statement sent while mirroring is on: one that writes or shapes its transaction (settings,
+   * a cursor, a snapshot) keeps the statements after it in the transaction from being copied.
    */
-  private mirrorDecision(sql: string, d: Decision | undefined): Decision | undefined {
+  private noteForMirror(d: Decision): void {
+    if (d.target === 'primary' || shapesTransaction(d)) this.mirrorBlocked = true;
+  }
+
+  /**
+   * Whether a statement (not blocked by one before it) is copied to the mirror: one statement that is
+   * not transaction control and shapes nothing, a read (or, with mirror.statements all, a write: kept
+   * only if it succeeded in autocommit, see captured()), not in a pinned session (the mirror could not
+   * see what it holds), not too large, selected and sampled.
+   */
+  private mirrorDecision(sql: string, d: Decision, bytes: number): Decision | undefined {
     const mirror = this.host.mirror!;
-    // Without replicas the relay does not route: the mirror still needs to know what the statement does.
-    if (d === undefined || d === UNROUTED) d = this.route(sql);
-    const blocked = this.mirrorBlocked;
-    // Shapes what follows it in the transaction: settings (SET LOCAL, set_config), a cursor, a snapshot.
-    const shapes = d.inexact !== undefined || d.snapshot === true || (d.txn === undefined && d.replay.length > 0);
-    if (shapes || d.target === 'primary') this.mirrorBlocked = true;
-    // A pinned session has state only its connection holds (a temporary table, ...): the mirror could not see it.
-    if (blocked || shapes || this.state.pins.length > 0) return undefined;
+    if (shapesTransaction(d) || this.state.pins.length > 0 || bytes > MAX_COPY_BYTES) return undefined;
     if (d.gateway || d.gatewayError || d.txn !== undefined || d.multi || d.execute !== undefined || d.target === 'any') return undefined;
     if (d.target === 'primary' && mirror.config.statements !== 'all') return undefined;
     return mirror.admit(this.host.database, this.host.user, sql, d) ? d : undefined;
   }
 
+  private newCapture(sql: string, d: Decision, statements: readonly { name: string; parse: Buffer }[]): Capture {
+    const cap = new Capture(sql, d, statements, performance.now());
+    // Under a snapshot isolation default a statement in a transaction block sees the transaction's snapshot: only autocommit ones compare.
+    const iso = this.state.settings.get('default_transaction_isolation');
+    cap.autocommitOnly = d.target === 'primary' || iso === 'repeatable read' || iso === 'serializable';
+    return cap;
+  }
+
   private captureQuery(sql: string, d: Decision, msg: Buffer): Capture | undefined {
-    const md = this.mirrorDecision(sql, d);
+    const md = this.mirrorDecision(sql, d, msg.length);
     if (md === undefined) return undefined;
-    const cap = new Capture(sql, md, NO_STATEMENTS, performance.now());
+    const cap = this.newCapture(sql, md, NO_STATEMENTS);
     cap.parts.push(Buffer.from(msg));
     return cap;
   }
 
   /** A Bind of the unnamed portal for a statement the mirror can prepare too: the group it starts may be copied. */
-  private captureBind(stmt: string, d: Decision | undefined, msg: Buffer): Capture | undefined {
+  private captureBind(stmt: string, d: Decision, msg: Buffer): Capture | undefined {
     if (msg[5] !== 0 /* a named portal */) return undefined;
     let parse: Buffer | undefined;
     let statements = NO_STATEMENTS;
@@ -799,9 +837,9 @@ export class PooledRelay {
       statements = [{ name: st.serverName, parse: st.parse }];
     }
     const sql = m.readParse(parse).sql;
-    const md = this.mirrorDecision(sql, d);
+    const md = this.mirrorDecision(sql, d, parse.length + msg.length);
     if (md === undefined) return undefined;
-    const cap = new Capture(sql, md, statements, performance.now());
+    const cap = this.newCapture(sql, md, statements);
     if (stmt === '') cap.parts.push(Buffer.from(parse));
     return cap;
   }
@@ -810,9 +848,12 @@ export class PooledRelay {
   private captured(cap: Capture, after: number): void {
     const before = cap.before;
     // A failed transaction answers 25P02 whatever the statement; a write is copied only when it committed on its own.
-    if (before === 0x45 /* E */ || after === 0x45) return;
+    if (before === 0x45 /* E */ || after === 0x45 || cap.dead) return;
+    if (cap.autocommitOnly && (before !== 0x49 || after !== 0x49)) return;
     const write = cap.d.target === 'primary';
-    if (write && (before !== 0x49 || after !== 0x49)) return;
+    const primary = cap.builder.finish();
+    // A write the primary refused must not change the mirror.
+    if (write && !primary.ok) return;
     this.host.mirror!.offer({
       client: this.host.id,
       database: this.host.database,
@@ -823,7 +864,7 @@ export class PooledRelay {
       request: cap.parts.length === 1 ? cap.parts[0]! : Buffer.concat(cap.parts),
       statements: cap.statements,
       settings: new Map(this.state.settings),
-      primary: cap.builder.finish(),
+      primary,
       primaryMs: performance.now() - cap.at,
       sentAt: cap.at,
       write,
@@ -1285,6 +1326,8 @@ export class PooledRelay {
     if (cap !== undefined) {
       cap.builder.add(buf.subarray(off, off + 1 + buf.readInt32BE(off + 1)));
       if (t === 0x5a /* Z */) cap.before = this.lastStatus;
+      // CopyIn, CopyOut, CopyBoth: the copy could not carry the data.
+      else if (t === 0x47 || t === 0x48 || t === 0x57) cap.dead = true;
     }
     if (t === 0x41 /* A */) return DROP; // notifications come through the listening connection
     // The server is going away (shutdown, terminated backend): the gateway answers for the lost connection.
@@ -1350,7 +1393,8 @@ export class PooledRelay {
 
   /** The client's transaction ended: nothing of it is left to move. */
   private endTransaction(): void {
-    this.mirrorBlocked = false;
+    // Not while requests sent after this one are still out, nor before changed settings are read back.
+    if (this.head === this.expected.length && !this.tx.probe) this.mirrorBlocked = false;
     if (this.txLog.length > 0) this.txLog = [];
     this.txInexact = undefined;
     this.txStays = false;
@@ -1673,6 +1717,7 @@ export class PooledRelay {
     if (tx.dynamic || (cs.pins.includes('dynamic_set_config') && !tx.resetAll)) pins.push('dynamic_set_config');
     this.setPins(pins);
     await this.syncSettings();
+    if (this.head === this.expected.length) this.mirrorBlocked = false;
   }
 
   /** What committed: a channel named in the transaction is subscribed exactly when want(channel) says so. */
@@ -2094,6 +2139,14 @@ const MAX_WAITING_BYTES = 256 * 1024;
 const GATEWAY_WORD = /switchyard/i;
 
 const NO_STATEMENTS: readonly { name: string; parse: Buffer }[] = Object.freeze([]);
+
+/** Requests larger than this are not copied to the mirror (its queue holds copies by count). */
+const MAX_COPY_BYTES = 64 * 1024;
+
+/** A statement that shapes what later ones of its transaction see: settings (SET LOCAL, set_config), a cursor, a snapshot. */
+function shapesTransaction(d: Decision): boolean {
+  return d.inexact !== undefined || d.snapshot === true || (d.txn === undefined && d.replay.length > 0);
+}
 
 /** A statement not looked at: nothing to split to, and not the gateway's setting. */
 const UNROUTED: Decision = Object.freeze({ target: 'any', reason: 'not routed', replay: Object.freeze([]) });

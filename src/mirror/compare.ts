@@ -48,6 +48,7 @@ export interface SummaryOptions {
 }
 
 const NULL_CELL = '\\N';
+const MULTISET = Buffer.from('multiset\0');
 
 interface Kept {
   /** First 16 bytes of the SHA-256 of the row's canonical encoding. */
@@ -143,7 +144,7 @@ export class SummaryBuilder {
       const tail = Buffer.alloc(24);
       for (let i = 0; i < 4; i++) tail.writeUInt32BE(this.sum[i]!, 4 * i);
       tail.writeBigUInt64BE(BigInt(this.rows), 16);
-      hash = createHash('sha256').update('multiset\0').update(tail).digest('hex');
+      hash = oneShotHash('sha256', Buffer.concat([MULTISET, tail]), 'hex');
     }
     const s: ResultSummary = {
       ok: this.ok,

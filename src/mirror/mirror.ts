@@ -130,8 +130,8 @@ interface Answer {
 /** Copies sent in one write to a mirror connection at most. */
 const MAX_BATCH = 16;
 
-/** Mismatch events carry at most this much of the statement. */
-const MAX_EVENT_SQL = 1000;
+/** Fingerprints (and so the statement in mismatch events) are cut at this many characters. */
+const MAX_FINGERPRINT = 1000;
 /** Differing rows in a mismatch event. */
 const EVENT_ROWS = 5;
 
@@ -252,6 +252,8 @@ export class Mirror {
     let fp = this.fingerprints.get(d);
     if (fp === undefined) {
       fp = fingerprint(sql);
+      // Kept per statement shape in the report: bounded whatever the statement's length.
+      if (fp.length > MAX_FINGERPRINT) fp = fp.slice(0, MAX_FINGERPRINT - 1) + '…';
       this.fingerprints.set(d, fp);
     }
     return fp;
@@ -553,7 +555,7 @@ export class Mirror {
       user: job.user,
       node: node.name,
       fingerprint: fp,
-      sql: fp.length > MAX_EVENT_SQL ? fp.slice(0, MAX_EVENT_SQL - 1) + '…' : fp,
+      sql: fp,
       differences: cmp.differences,
       primary: view(job.primary),
       mirror: view(summary),
