@@ -15,7 +15,7 @@ import { parseLsn } from '../balancer/topology.js';
 import type { EventBus } from '../observability/events.js';
 import { applySettings, quoteIdent, serverState, settingsDelta } from '../session/state.js';
 import { compare, SummaryBuilder, type ResultSummary } from './compare.js';
-import { fingerprint, MirrorReport, type Outcome, type ReportRow } from './report.js';
+import { fingerprint, MirrorReport, type Outcome, type OutcomeCounts, type ReportRow } from './report.js';
 import type { Decision } from '../router/router.js';
 
 /** One client request to run again on the mirror, with what the client's session had when it ran. */
@@ -45,14 +45,7 @@ export interface MirrorJob {
 }
 
 /** A summary as events carry it: no samples (the differing rows travel separately). */
-export interface SummaryView {
-  ok: boolean;
-  sqlstate?: string;
-  message?: string;
-  tag?: string;
-  rows: number;
-  columns: { name: string; typeOid: number }[];
-}
+export type SummaryView = Pick<ResultSummary, 'ok' | 'sqlstate' | 'message' | 'tag' | 'rows' | 'columns'>;
 
 export interface MirrorMismatchEvent {
   type: 'mirror_mismatch';
@@ -74,15 +67,8 @@ export interface MirrorMismatchEvent {
   mirror_ms: number | null;
 }
 
-export interface MirrorTotals {
-  /** Copies run on the mirror and compared (matched + mismatched + lag + errors). */
-  mirrored: number;
-  matched: number;
-  mismatched: number;
-  lag: number;
-  errors: number;
-  dropped: number;
-}
+/** Since start (or the last reset): mirrored = matched + mismatched + lag + errors. */
+export type MirrorTotals = OutcomeCounts;
 
 export interface MirrorStatus {
   enabled: boolean;

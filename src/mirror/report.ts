@@ -49,14 +49,18 @@ export class LatencyHistogram {
   }
 }
 
-export interface ReportRow {
-  fingerprint: string;
+/** How copies came out: mirrored (run and compared) = matched + mismatched + lag + errors; dropped were never run. */
+export interface OutcomeCounts {
   mirrored: number;
   matched: number;
   mismatched: number;
   lag: number;
   errors: number;
   dropped: number;
+}
+
+export interface ReportRow extends OutcomeCounts {
+  fingerprint: string;
   primary_ms: { p50: number | null; p95: number | null; p99: number | null };
   mirror_ms: { p50: number | null; p95: number | null; p99: number | null };
 }
