@@ -89,6 +89,8 @@ export interface MirrorReportView extends MirrorStatus {
   fingerprints: ReportRow[];
 }
 
+type DropReason = 'queue_full' | 'no_target' | 'disabled' | 'target_is_primary';
+
 /** The mirror's connections to one server. */
 interface MirrorNode {
   name: string;
@@ -159,7 +161,7 @@ export class Mirror {
       }),
       dropped: new Counter({
         name: 'switchyard_mirror_dropped_total',
-        help: 'Copies not run: the mirror queue was full, no mirror node could take them, or mirroring was switched off while they waited',
+        help: 'Copies not run: the mirror queue was full, no mirror node could take them, mirroring was switched off while they waited, or a write would have run on the primary itself',
         labelNames: ['reason'],
         registers,
       }),
@@ -236,7 +238,7 @@ export class Mirror {
 
   private pumpTimer: NodeJS.Timeout | undefined;
 
-  private drop(sql: string, reason: 'queue_full' | 'no_target' | 'disabled', fp: string): void {
+  private drop(sql: string, reason: DropReason, fp: string): void {
     this.totals.dropped++;
     this.metrics.dropped.inc({ reason });
     this.report.dropped(sql, fp);
@@ -400,6 +402,14 @@ export class Mirror {
     }, this.config.timeout_ms);
     let done = 0;
     try {
+      // The config refuses the primary's own address; an alias of it (another name, a pooler in front)
+      // is found here, before a write would run on the primary a second time.
+      if (first.write && (await this.isPrimary(conn, first))) {
+        reusable = true;
+        done = batch.length;
+        for (const job of batch) this.drop(job.sql, 'target_is_primary', job.fingerprint);
+        return;
+      }
       const ss = serverState(conn);
       await applySettings(conn, ss, first.settings);
       const parts: Buffer[] = [];
@@ -447,6 +457,33 @@ export class Mirror {
       clearTimeout(timer);
       node.pools.release(conn, reusable && !conn.closed, 'keep');
     }
+  }
+
+  /** Start times of servers (by mirror connection, and by primary node): two running servers never share one. */
+  private readonly serverStart = new WeakMap<object, Promise<string | null>>();
+
+  /** Whether the mirror connection reaches the primary itself (fails closed: an error fails the copy). */
+  private async isPrimary(conn: ServerConnection, job: MirrorJob): Promise<boolean> {
+    let mine = this.serverStart.get(conn);
+    if (mine === undefined) {
+      mine = startTimeOf(conn);
+      this.serverStart.set(conn, mine);
+    }
+    const primary = this.opts.topology.primary;
+    let theirs = this.serverStart.get(primary);
+    if (theirs === undefined) {
+      theirs = (async () => {
+        const c = await primary.pools.acquire(job.database, job.user);
+        try {
+          return await startTimeOf(c);
+        } finally {
+          primary.pools.release(c, true, 'keep');
+        }
+      })();
+      this.serverStart.set(primary, theirs);
+      theirs.catch(() => this.serverStart.delete(primary));
+    }
+    return (await mine) === (await theirs);
   }
 
   /**
@@ -620,6 +657,12 @@ export class Mirror {
     this.qHead = 0;
     this.closeNodes();
   }
+}
+
+async function startTimeOf(conn: ServerConnection): Promise<string | null> {
+  const r = await conn.query('SELECT pg_catalog.pg_postmaster_start_time()::text');
+  if (r.error) throw r.error;
+  return r.rows[0]?.[0] ?? null;
 }
 
 function view(s: ResultSummary): SummaryView {

@@ -883,3 +883,22 @@ test('DECLARE CURSOR in a transaction is not copied', { timeout: 60_000 }, async
   await endClient(c);
   await closeGateway(g);
 });
+
+test("statements 'all' never copies a write to the primary itself, even under another name (found at run time by the server's start time)", { timeout: 60_000 }, async () => {
+  await cluster.query('CREATE TABLE selfcopy (id int PRIMARY KEY)');
+  const g = await gateway({ mirror: { enabled: true, statements: 'reads', target: otherTarget() } });
+  // What the config and the API refuse by address (target: the primary's own host and port): applied
+  // directly, as an alias of the primary (another name, a pooler in front of it) would get through.
+  g.mirror.apply({ ...g.config.mirror, statements: 'all', target: { name: 'alias', host: cluster.primary.host, port: cluster.primary.port } });
+  const c = await client(g);
+  await c.query('INSERT INTO selfcopy VALUES (1)');
+  await c.query({ text: 'INSERT INTO selfcopy VALUES ($1)', values: [2] });
+  await c.query('SELECT count(*) FROM selfcopy'); // reads may go to the primary itself: copied and matched
+  const v = await settle(g, 3);
+  assert.deepEqual(counts(v.totals), totals(1, 1, 0, 0, 0, 2));
+  assert.equal(await cluster.query('SELECT count(*) FROM selfcopy'), '2', 'each write ran once on the primary');
+  assert.match(await g.metricsText(), /^switchyard_mirror_dropped_total\{reason="target_is_primary"\} 2$/m);
+  await endClient(c);
+  await closeGateway(g);
+  await cluster.query('DROP TABLE selfcopy');
+});
