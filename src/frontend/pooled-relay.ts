@@ -183,6 +183,8 @@ export class PooledRelay {
   private unnamedParse: Buffer | undefined;
   /** What the unnamed statement does to session state, noted when it is bound. */
   private unnamedFx: SessionEffects | undefined;
+  /** The parse-shaping settings the unnamed statement was parsed under (parseSettingsKey()). */
+  private unnamedParsedUnder: string | undefined;
   private waitingBytes = 0;
   private expected: Expected[] = [];
   private head = 0;
@@ -580,6 +582,7 @@ export class PooledRelay {
       this.unnamedParse = bytes;
       this.unnamedFx = effects;
       this.unnamedRoute = route;
+      this.unnamedParsedUnder = this.parseSettingsKey();
       const ss = this.ss!;
       ss.unnamedOwner = this;
       this.out(bytes);
@@ -605,7 +608,7 @@ export class PooledRelay {
     let serverName = sql === p.sql ? registry.nameFor(this.statementKey(p.sql), p.paramTypes) : registry.fresh();
     // Sent but not yet confirmed by another client's Parse, which may still fail: do not count on it.
     if (ss.prepared.get(serverName) === false) serverName = registry.fresh();
-    const st: ClientStatement = { serverName, parse: m.parse(serverName, sql, sql === p.sql ? p.paramTypes : []), fx: effects, route };
+    const st: ClientStatement = { serverName, parse: m.parse(serverName, sql, sql === p.sql ? p.paramTypes : []), fx: effects, route, parsedUnder: this.parseSettingsKey() };
     cs.statements.set(p.name, st);
     const forget = () => {
       if (cs.statements.get(p.name) === st) cs.statements.delete(p.name);
@@ -634,13 +637,19 @@ export class PooledRelay {
    * (search_path names the tables; DateStyle, TimeZone and IntervalStyle convert literals): those go into the key.
    */
   private statementKey(sql: string): string {
+    const extra = this.parseSettingsKey();
+    return extra ? `${extra}\0${sql}` : sql;
+  }
+
+  /** The client's settings that shape parsing, as a key ('' when all are at their defaults). */
+  private parseSettingsKey(): string {
     const s = this.state.settings;
     let extra = '';
     for (const n of PARSE_SETTINGS) {
       const v = s.get(n);
       if (v !== undefined) extra += `${n}=${v}\0`;
     }
-    return extra ? `${extra}\0${sql}` : sql;
+    return extra;
   }
 
   /** At Bind the statement runs in this transaction: note what it does to session state. Returns true when LISTEN took over. */
@@ -827,12 +836,14 @@ export class PooledRelay {
     if (msg[5] !== 0 /* a named portal */) return undefined;
     let parse: Buffer | undefined;
     let statements = NO_STATEMENTS;
+    // The mirror prepares it under the client's settings now: those that shape parsing must be the ones it was parsed under.
+    const under = this.parseSettingsKey();
     if (stmt === '') {
-      if (!this.unnamedParse || this.unnamedFx !== undefined) return undefined;
+      if (!this.unnamedParse || this.unnamedFx !== undefined || this.unnamedParsedUnder !== under) return undefined;
       parse = this.unnamedParse;
     } else {
       const st = this.state.statements.get(stmt);
-      if (!st || st.fx !== undefined) return undefined;
+      if (!st || st.fx !== undefined || st.parsedUnder !== under) return undefined;
       parse = st.parse;
       statements = [{ name: st.serverName, parse: st.parse }];
     }

@@ -115,9 +115,6 @@ interface Answer {
   at: number;
 }
 
-/** How long a copy waits for others to share its write (its own latency is timed from the write, and the client is long answered). */
-const BATCH_WINDOW_MS = 5;
-
 /** Copies sent in one write to a mirror connection at most. */
 const MAX_BATCH = 16;
 
@@ -226,17 +223,17 @@ export class Mirror {
     if (this.closed || !this.config.enabled) return;
     if (this.queueLength >= this.config.queue_size) return this.drop(job.sql, 'queue_full', job.fingerprint);
     this.queue.push(job);
-    // Sent after the event loop's current round of I/O: copies offered by the other clients answered in
-    // the same round go in the same write.
-    if (this.pumpTimer === undefined) {
-      this.pumpTimer = setTimeout(() => {
-        this.pumpTimer = undefined;
+    // Sent after the event loop's current round of I/O: copies offered for the other clients answered in
+    // the same round go in the same write (a copy alone in its round goes alone, and is timed).
+    if (this.pumpImmediate === undefined) {
+      this.pumpImmediate = setImmediate(() => {
+        this.pumpImmediate = undefined;
         this.pump();
-      }, BATCH_WINDOW_MS);
+      });
     }
   }
 
-  private pumpTimer: NodeJS.Timeout | undefined;
+  private pumpImmediate: NodeJS.Immediate | undefined;
 
   private drop(sql: string, reason: DropReason, fp: string): void {
     this.totals.dropped++;
@@ -652,7 +649,7 @@ export class Mirror {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.pumpTimer);
+    clearImmediate(this.pumpImmediate);
     this.queue = [];
     this.qHead = 0;
     this.closeNodes();

@@ -47,6 +47,8 @@ export interface ClientStatement {
   fx?: SessionEffects;
   /** Where it runs, decided once at Parse (transaction pooling with read/write splitting). */
   route?: Decision;
+  /** The settings that shape parsing (search_path, DateStyle, ...) when the client parsed it, as a key: the mirror copies it only under the same. */
+  parsedUnder?: string;
 }
 
 /** What one client has set up for itself, independent of the server connection it happens to use. */

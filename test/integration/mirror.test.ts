@@ -673,7 +673,7 @@ test('the queue drop path: with the mirror server stopped, copies beyond the que
   other.pause(other.primary);
   try {
     await q(1);
-    // Answered while its copy still waits on the stopped server (sent after the mirror's batching window).
+    // Answered while its copy still waits on the stopped server (sent once the event loop's round is over).
     await until('the copy to start', () => g.mirror.status().running === 1, 2000);
     assert.equal(g.mirror.status().totals.errors, 0);
     await until('the copy to time out', () => g.mirror.status().totals.errors === 1, 5000);
@@ -901,4 +901,21 @@ test("statements 'all' never copies a write to the primary itself, even under an
   await endClient(c);
   await closeGateway(g);
   await cluster.query('DROP TABLE selfcopy');
+});
+
+test('a prepared statement bound under other parse-shaping settings than it was parsed under is not copied', { timeout: 60_000 }, async () => {
+  const g = await standaloneGateway();
+  const seen = mismatches(g);
+  const c = await client(g);
+  const d = { name: 'dmy', text: "SELECT '01/02/2020'::date::text AS d" };
+  await c.query("SET DateStyle = 'ISO, DMY'");
+  assert.equal((await c.query(d)).rows[0].d, '2020-02-01'); // parsed (and copied) under DMY
+  await c.query("SET DateStyle = 'ISO, MDY'");
+  assert.equal((await c.query(d)).rows[0].d, '2020-02-01'); // the literal was read at Parse: still DMY
+  await c.query('SELECT count(*) FROM t');
+  await settle(g, 2);
+  await sleep(200);
+  assert.deepEqual(counts(g.mirror.reportView().totals), totals(2, 2), JSON.stringify(seen.map((e) => e.rows)));
+  await endClient(c);
+  await closeGateway(g);
 });
