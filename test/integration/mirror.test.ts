@@ -919,3 +919,41 @@ test('a prepared statement bound under other parse-shaping settings than it was 
   await endClient(c);
   await closeGateway(g);
 });
+
+test('COPY is never copied (in or out), and under a REPEATABLE READ default only autocommit statements are', { timeout: 60_000 }, async () => {
+  const g = await standaloneGateway({ statements: 'all' });
+  const seen = mismatches(g);
+  const sql = postgres(gatewayUrl(g, cluster.superuser, cluster.superuserPassword), { max: 1, fetch_types: false, onnotice: () => {} });
+  clients.add(sql);
+  const into = await sql`COPY w FROM STDIN`.writable();
+  await new Promise<void>((resolve, reject) => {
+    into.on('finish', resolve).on('error', reject);
+    into.end('100\tby copy\n');
+  });
+  let out = '';
+  for await (const chunk of await sql`COPY t TO STDOUT`.readable()) out += String(chunk);
+  assert.ok(out.length > 0);
+  await sql`SELECT count(*) FROM t`; // copied: what the mirror has done so far is settled with it
+  let v = await settle(g, 1);
+  await sleep(200);
+  assert.deepEqual(counts(g.mirror.reportView().totals), totals(1, 1), JSON.stringify(v.fingerprints.map((f) => f.fingerprint)));
+  assert.equal(await other.query('SELECT count(*) FROM w WHERE id = 100'), '0', 'COPY FROM STDIN did not reach the mirror');
+  await cluster.query('DELETE FROM w WHERE id = 100');
+  await sql.end();
+  clients.delete(sql);
+
+  // A transaction block reads the transaction's snapshot, which a copy run alone could not see.
+  g.mirror.resetReport();
+  const c = await client(g);
+  await c.query("SET default_transaction_isolation = 'repeatable read'");
+  await c.query('BEGIN');
+  await c.query('SELECT count(*) FROM t');
+  await c.query('COMMIT');
+  await c.query('SELECT count(*) FROM t');
+  v = await settle(g, 1);
+  await sleep(200);
+  assert.deepEqual(counts(g.mirror.reportView().totals), totals(1, 1), JSON.stringify(v.fingerprints.map((f) => f.fingerprint)));
+  assert.deepEqual(seen, []);
+  await endClient(c);
+  await closeGateway(g);
+});
