@@ -5,10 +5,6 @@
 
 import { createHash, hash as oneShotHash, type Hash } from 'node:crypto';
 import { readDataRowBytes, readErrorFields } from '../protocol/messages.js';
-import { loadParser } from '../session/analyze.js';
-import { isOrderedStatements, parseStatements } from '../router/router.js';
-
-export { loadParser };
 
 /** What one statement's answer looked like, built from the backend messages of that statement. */
 export interface ResultSummary {
@@ -39,7 +35,7 @@ export interface ResultSummary {
 }
 
 export interface SummaryOptions {
-  /** Hash the rows in arrival order (see isOrdered()), or as a multiset. */
+  /** Hash the rows in arrival order (the router's Decision.ordered: a top-level ORDER BY), or as a multiset. */
   ordered: boolean;
   /** Rows recorded as text. Default 20. */
   sampleRows?: number;
@@ -351,22 +347,4 @@ function unorderedRowDiff(p: ResultSummary, m: ResultSummary, limit: number): Co
     }
   });
   return out;
-}
-
-// ---------------------------------------------------------------------------------------- ordering
-
-/**
- * True when the text is one statement whose top-level query has an ORDER BY (see the router's
- * isOrderedStatements). Ties under the ORDER BY may still come in either order on the two sides. A text
- * that does not parse gives false. Synchronous; loadParser() must have resolved.
- */
-export function isOrdered(sql: string): boolean {
-  let stmts;
-  try {
-    stmts = parseStatements(sql);
-  } catch (e) {
-    if (e instanceof Error && e.message.includes('loadParser')) throw e;
-    return false;
-  }
-  return isOrderedStatements(stmts);
 }

@@ -69,7 +69,7 @@ const PARSE_ERROR: Classified = { target: 'primary', reason: 'parse error', repl
 
 let parserReady = false;
 
-/** The text's statements; throws the parser's SqlError when it does not parse (shared with the mirror's isOrdered). */
+/** The text's statements; throws the parser's SqlError when it does not parse. */
 export function parseStatements(sql: string): RawStmt[] {
   if (!parserReady) {
     try {

@@ -3,6 +3,7 @@
 import { defaultConfig, type DeepPartial } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import type { Config } from '../../src/config/types.js';
+import pg from 'pg';
 import type { PgCluster } from './pg-cluster.js';
 
 /** Deep-merge plain objects; arrays and scalars in b replace those in a. */
@@ -34,4 +35,12 @@ export function startGateway(cluster: PgCluster, overrides: DeepPartial<Config> 
 /** postgres:// URL for the gateway. */
 export function gatewayUrl(gw: Gateway, user: string, password: string, database = 'postgres', params = ''): string {
   return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${gw.port}/${database}${params ? '?' + params : ''}`;
+}
+
+/** A node-postgres client logged in to the gateway as the cluster's superuser (its late errors ignored: the test asserts on queries). */
+export async function connectClient(gw: Gateway, cluster: PgCluster): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: gatewayUrl(gw, cluster.superuser, cluster.superuserPassword) });
+  c.on('error', () => {});
+  await c.connect();
+  return c;
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { freePort, startCluster, type PgCluster } from '../harness/pg-cluster.js';
-import { gatewayUrl, startGateway } from '../harness/gateway.js';
+import { gatewayUrl, startGateway, connectClient } from '../harness/gateway.js';
 import { buildAdmin, registeredRoutes } from '../../src/admin/server.js';
 import type { Gateway } from '../../src/gateway.js';
 import { REDACTED } from '../../src/config/load.js';
@@ -38,9 +38,7 @@ after(async () => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function client(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: gatewayUrl(gw, cluster.superuser, cluster.superuserPassword) });
-  c.on('error', () => {});
-  await c.connect();
+  const c = await connectClient(gw, cluster);
   clients.push(c);
   return c;
 }

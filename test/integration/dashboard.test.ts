@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { freePort, startCluster, type PgCluster } from '../harness/pg-cluster.js';
-import { gatewayUrl, startGateway } from '../harness/gateway.js';
+import { gatewayUrl, startGateway, connectClient } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -82,9 +82,7 @@ async function openPage(url: string): Promise<Page> {
 }
 
 async function client(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: gatewayUrl(gw, cluster.superuser, cluster.superuserPassword) });
-  c.on('error', () => {});
-  await c.connect();
+  const c = await connectClient(gw, cluster);
   clients.add(c);
   return c;
 }

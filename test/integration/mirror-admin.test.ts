@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { freePort, startCluster, type PgCluster } from '../harness/pg-cluster.js';
-import { gatewayUrl, startGateway } from '../harness/gateway.js';
+import { gatewayUrl, startGateway, connectClient } from '../harness/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { MirrorMismatchEvent, MirrorReportView, MirrorStatus } from '../../src/mirror/mirror.js';
 
@@ -66,9 +66,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 async function client(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: gatewayUrl(gw, cluster.superuser, cluster.superuserPassword) });
-  c.on('error', () => {});
-  await c.connect();
+  const c = await connectClient(gw, cluster);
   clients.push(c);
   return c;
 }

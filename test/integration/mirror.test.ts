@@ -18,7 +18,7 @@ import path from 'node:path';
 import pg from 'pg';
 import postgres from 'postgres';
 import { findPgBin, freePort, startCluster, type PgCluster, type PgNode } from '../harness/pg-cluster.js';
-import { gatewayUrl, startGateway, testConfig } from '../harness/gateway.js';
+import { gatewayUrl, startGateway, testConfig, connectClient } from '../harness/gateway.js';
 import { cleanPgEnv, run, type RunResult } from '../harness/exec.js';
 import { assertPgbenchOk } from '../harness/checks.js';
 import type { Gateway } from '../../src/gateway.js';
@@ -121,9 +121,7 @@ function replicaGateway(mirror: DeepPartial<Config['mirror']> = {}): Promise<Gat
 }
 
 async function client(g: Gateway): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: gatewayUrl(g, cluster.superuser, cluster.superuserPassword) });
-  c.on('error', () => {});
-  await c.connect();
+  const c = await connectClient(g, cluster);
   clients.add(c);
   return c;
 }

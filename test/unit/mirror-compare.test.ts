@@ -1,10 +1,11 @@
-// Mirror comparison tests: summaries built from real backend message bytes, their comparison, and isOrdered().
+// Mirror comparison tests: summaries built from real backend message bytes, their comparison, and which statements are ordered.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as m from '../../src/protocol/messages.js';
-import { SummaryBuilder, compare, isOrdered, loadParser, type ResultSummary, type SummaryOptions } from '../../src/mirror/compare.js';
+import { SummaryBuilder, compare, type ResultSummary, type SummaryOptions } from '../../src/mirror/compare.js';
+import { Router, loadParser } from '../../src/router/router.js';
 
 await loadParser();
 
@@ -346,8 +347,10 @@ const ORDERED: [sql: string, ordered: boolean][] = [
   ['-- only a comment', false],
 ];
 
+// The router decides it with the statement's route (and caches it with the decision): what the mirror uses.
+const router = new Router();
 for (const [sql, ordered] of ORDERED) {
-  test(`isOrdered(${JSON.stringify(sql)}) is ${ordered}`, () => {
-    assert.equal(isOrdered(sql), ordered);
+  test(`route(${JSON.stringify(sql)}).ordered is ${ordered}`, () => {
+    assert.equal(router.route(sql).ordered === true, ordered);
   });
 }
